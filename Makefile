@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine: `make book` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install book test test-unit test-notebooks lab exercises data clean
+
+install: $(STAMP)
+
+# The virtual environment, with pinned versions for reproducible builds (constraints.txt).
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo
+	@echo "The book is built. Open: file://$(CURDIR)/_build/html/index.html"
+
+test: test-unit test-notebooks
+
+test-unit: $(STAMP)
+	MLCOURSE_QUICK=1 $(BIN)/python -m pytest tests
+
+# Every lecture and instructor notebook, executed in quick mode.
+test-notebooks: $(STAMP)
+	MLCOURSE_QUICK=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider lectures solutions
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+exercises: $(STAMP)
+	$(BIN)/mlcourse exercises
+
+data: $(STAMP)
+	$(BIN)/mlcourse data
+
+clean:
+	rm -rf _build .pytest_cache
