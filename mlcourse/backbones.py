@@ -1,0 +1,62 @@
+"""Feature extractors shared by the few-shot methods.
+
+``Conv4`` is the standard backbone of few-shot papers since Vinyals et al. (2016): four
+blocks of 3x3 convolution (64 filters), batch normalisation, ReLU and 2x2 max-pooling.
+On 28x28 inputs the feature map shrinks 28 -> 14 -> 7 -> 3 -> 1, giving a 64-d embedding.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["conv_block", "Conv4", "MLP"]
+
+
+def conv_block(in_channels: int, out_channels: int, pool: bool = True) -> nn.Sequential:
+    """3x3 conv (padding 1) -> BatchNorm -> ReLU -> optional 2x2 max-pool."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels),
+                               nn.ReLU(inplace=True)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class Conv4(nn.Module):
+    """Four conv blocks; ``forward`` maps ``(B, C, H, W)`` images to ``(B, D)`` embeddings.
+
+    Args:
+        in_channels: Channels of the input images (1 for FontGlot / Omniglot).
+        hidden: Filters per block (64 in the literature).
+        n_blocks: Number of blocks.
+        flatten: Return flat embeddings ``(B, D)``; otherwise feature maps ``(B, hidden, h, w)``.
+    """
+
+    def __init__(self, in_channels: int = 1, hidden: int = 64, n_blocks: int = 4, flatten: bool = True) -> None:
+        super().__init__()
+        blocks = [conv_block(in_channels if i == 0 else hidden, hidden) for i in range(n_blocks)]
+        self.encoder = nn.Sequential(*blocks)
+        self.flatten = flatten
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.encoder(x)  # (B, hidden, h, w)
+        return z.flatten(1) if self.flatten else z
+
+
+class MLP(nn.Module):
+    """A small multilayer perceptron: ``(B, *in_shape)`` -> ``(B, sizes[-1])``, ReLU between layers."""
+
+    def __init__(self, sizes: list[int], batch_norm: bool = False) -> None:
+        super().__init__()
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs an input and an output size, got {sizes}")
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                if batch_norm:
+                    layers.append(nn.BatchNorm1d(b))
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

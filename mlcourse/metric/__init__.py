@@ -1,0 +1,8 @@
+"""Metric-based meta-learning: learn an embedding (and a comparison) in which few examples suffice."""
+from .base import FewShotClassifier
+from .protonet import PrototypicalNetwork, prototype_logits, prototypes, prototypical_loss
+from .relation import RelationNetwork
+from .siamese import SiameseNetwork
+
+__all__ = ["FewShotClassifier", "PrototypicalNetwork", "RelationNetwork", "SiameseNetwork", "prototypes",
+           "prototype_logits", "prototypical_loss"]

@@ -1,0 +1,75 @@
+"""The shared shape of metric-based few-shot classifiers: embed, compare with the support set.
+
+Every method here embeds support and query images with a backbone, then scores each
+(query, class) pair from the embeddings. Subclasses implement :meth:`scores`; the rest
+(embedding, prediction, the loss, the rejection score for open-set queries) is shared.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..episodes import Episode
+
+__all__ = ["FewShotClassifier"]
+
+
+class FewShotClassifier(nn.Module):
+    """Base class: ``forward(support_x, support_y, query_x)`` -> scores ``(Q, n_way)``.
+
+    Args:
+        backbone: Maps images ``(B, C, H, W)`` to embeddings ``(B, ...)``.
+    """
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings of images, ``(B, C, H, W)`` -> ``(B, ...)``."""
+        return self.backbone(x)
+
+    def scores(self, support_z: torch.Tensor, support_y: torch.Tensor, query_z: torch.Tensor,
+               n_way: int) -> torch.Tensor:
+        """Score of every (query, class) pair from embeddings; higher means more likely. ``(Q, n_way)``."""
+        raise NotImplementedError
+
+    def forward(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+        """Scores ``(Q, n_way)`` of queries ``(Q, C, H, W)`` given the support set ``(S, C, H, W)``, ``(S,)``."""
+        n_way = int(support_y.max()) + 1
+        z = self.embed(torch.cat([support_x, query_x]))  # one pass keeps BatchNorm statistics joint
+        return self.scores(z[: len(support_x)], support_y, z[len(support_x):], n_way)
+
+    def loss(self, scores: torch.Tensor, query_y: torch.Tensor) -> torch.Tensor:
+        """Training loss from the scores ``(Q, n_way)`` and labels ``(Q,)``; cross-entropy by default."""
+        return F.cross_entropy(scores, query_y)
+
+    def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, scores)`` of one episode already on the model's device."""
+        scores = self(episode.support_x, episode.support_y, episode.query_x)
+        return self.loss(scores, episode.query_y), scores
+
+    @torch.no_grad()
+    def predict(self, episode: Episode) -> torch.Tensor:
+        """Predicted query labels ``(Q,)``."""
+        return self(episode.support_x, episode.support_y, episode.query_x).argmax(dim=1)
+
+    @staticmethod
+    def rejection_score(scores: torch.Tensor) -> torch.Tensor:
+        """How unlike every support class each query is, ``(Q,)``: minus its best score.
+
+        For a prototypical network this is the squared distance to the nearest prototype.
+        Use it to tell queries of unseen classes ("I don't know") from the support classes.
+        """
+        return -scores.max(dim=1).values
+
+
+def class_means(z: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Mean of the rows of ``z`` ``(S, ...)`` per label ``y`` ``(S,)`` in ``0..n_way-1`` -> ``(n_way, ...)``."""
+    counts = torch.bincount(y, minlength=n_way)
+    if bool((counts == 0).any()):
+        missing = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"the support set has no example of labels {missing}; labels must cover 0..{n_way - 1}")
+    sums = torch.zeros((n_way, *z.shape[1:]), dtype=z.dtype, device=z.device).index_add_(0, y, z)
+    return sums / counts.view(-1, *([1] * (z.dim() - 1))).to(z.dtype)

@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from mlcourse.backbones import Conv4
+from mlcourse.baselines import pixel_nearest_neighbour
+from mlcourse.episodes import EpisodeSampler
+from mlcourse.evaluation import evaluate_episodes
+from mlcourse.metric import PrototypicalNetwork, prototype_logits, prototypes, prototypical_loss
+from mlcourse.training import evaluate_model, train_episodic
+
+
+def test_prototypes_are_class_means():
+    z = torch.randn(6, 3)
+    y = torch.tensor([1, 0, 1, 2, 0, 2])
+    p = prototypes(z, y, 3)
+    torch.testing.assert_close(p[0], (z[1] + z[4]) / 2)
+    torch.testing.assert_close(p[2], (z[3] + z[5]) / 2)
+
+
+def test_missing_class_is_explained():
+    with pytest.raises(ValueError, match="no example of labels \\[2\\]"):
+        prototypes(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]), 3)
+
+
+def test_logits_are_negative_squared_distances():
+    q, p = torch.randn(5, 4), torch.randn(3, 4)
+    expected = torch.tensor([[-float(((qi - pj) ** 2).sum()) for pj in p] for qi in q])
+    torch.testing.assert_close(prototype_logits(q, p), expected)
+
+
+def test_loss_gradient_matches_finite_differences():
+    z_s = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    z_q = torch.randn(9, 4, dtype=torch.float64, requires_grad=True)
+    y_s = torch.tensor([0, 0, 1, 1, 2, 2])
+    y_q = torch.tensor([0, 1, 2] * 3)
+    assert torch.autograd.gradcheck(lambda a, b: prototypical_loss(a, y_s, b, y_q, 3), (z_s, z_q))
+
+
+def test_loss_closed_form_for_two_points():
+    # one prototype at 0 and one at d: the query at 0 has p(correct) = 1 / (1 + exp(-d^2))
+    d = 1.5
+    loss = prototypical_loss(torch.tensor([[0.0], [d]]), torch.tensor([0, 1]), torch.tensor([[0.0]]),
+                             torch.tensor([0]), 2)
+    assert loss.item() == pytest.approx(float(torch.log1p(torch.exp(torch.tensor(-d * d)))))
+
+
+@pytest.mark.slow
+def test_protonet_beats_pixel_baseline_on_fontglot(tiny_root, tiny_eval):
+    from mlcourse.data import FontGlot
+
+    background = FontGlot("background", preset="tiny", root=tiny_root, progress=False)
+    torch.manual_seed(0)
+    model = PrototypicalNetwork(Conv4())
+    train_episodic(model, background, n_way=5, k_shot=1, n_query=5, n_episodes=120, lr=1e-3, seed=0,
+                   device="cpu", progress=False)
+    proto, proto_ci, _ = evaluate_model(model, tiny_eval, 5, 1, 15, n_episodes=200, seed=7, device="cpu")
+    sampler = EpisodeSampler(tiny_eval, 5, 1, 15, n_tasks=200, seed=7)
+    pixel, pixel_ci, _ = evaluate_episodes(pixel_nearest_neighbour, sampler.episodes(tiny_eval), progress=False)
+    assert proto - proto_ci > pixel + pixel_ci + 0.05, (proto, pixel)
