@@ -34,8 +34,7 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .grading import REPO
-
+    REPO = Path(__file__).resolve().parents[1]  # the course checkout (solutions/, exercises/)
     parser = argparse.ArgumentParser(prog="mlcourse", description="Tools of the mlcourse course.")
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("grade", help="autograde one submitted notebook")

@@ -66,6 +66,18 @@ class CharacterDataset(Dataset):
     def n_classes(self) -> int:
         return len(self.classes)
 
+    def subset_classes(self, n_classes: int, seed: int = 0) -> "CharacterDataset":
+        """A data set with ``n_classes`` classes drawn at random (labels renumbered ``0..n_classes-1``)."""
+        if not 1 <= n_classes <= self.n_classes:
+            raise ValueError(f"n_classes must be between 1 and {self.n_classes}, got {n_classes}")
+        keep = np.sort(np.random.default_rng(seed).choice(self.n_classes, n_classes, replace=False))
+        remap = np.full(self.n_classes, -1)
+        remap[keep] = np.arange(n_classes)
+        mask = remap[self.targets] >= 0
+        return CharacterDataset(self.images[torch.as_tensor(mask)], remap[self.targets[mask]],
+                                [self.classes[c] for c in keep], [self.class_alphabets[c] for c in keep],
+                                self.transform)
+
     def __repr__(self) -> str:
         h, w = self.images.shape[1:]
         return (f"{type(self).__name__}({len(self)} images of {h}x{w}, {self.n_classes} classes, "

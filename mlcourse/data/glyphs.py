@@ -8,6 +8,7 @@ Adobe glyph names).
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import unicodedata
@@ -52,7 +53,9 @@ def fonts_digest(fonts: list[Path]) -> str:
 
 @lru_cache(maxsize=64)
 def _font(path: str) -> TTFont:
-    return TTFont(path, lazy=True)
+    # Read the whole file: a lazily read font keeps its file open, and forked build workers
+    # would share (and race on) that file's offset.
+    return TTFont(io.BytesIO(Path(path).read_bytes()), lazy=True)
 
 
 @lru_cache(maxsize=64)

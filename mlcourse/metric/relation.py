@@ -38,17 +38,26 @@ class RelationNetwork(FewShotClassifier):
         backbone: Produces feature maps ``(B, hidden, h, w)``; default :class:`RelationEmbedding`.
         hidden: Channels of the feature maps.
         relation_dim: Width of the first fully connected layer of the relation module.
+        aggregate: How a class's support feature maps are combined: ``"sum"`` as in the paper,
+            or ``"mean"``. They agree at one shot; a model trained at one shot and tested at K
+            shots sees K times larger class features with ``"sum"`` (and fails, lecture 2),
+            while ``"mean"`` keeps them on the training scale.
     """
 
-    def __init__(self, backbone: nn.Module | None = None, hidden: int = 64, relation_dim: int = 8) -> None:
+    def __init__(self, backbone: nn.Module | None = None, hidden: int = 64, relation_dim: int = 8,
+                 aggregate: str = "sum") -> None:
         super().__init__(backbone if backbone is not None else RelationEmbedding(hidden=hidden))
+        if aggregate not in ("sum", "mean"):
+            raise ValueError(f"aggregate must be 'sum' or 'mean', got {aggregate!r}")
+        self.aggregate = aggregate
         self.relation = nn.Sequential(conv_block(2 * hidden, hidden), conv_block(hidden, hidden),
                                       nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                       nn.Linear(hidden, relation_dim), nn.ReLU(), nn.Linear(relation_dim, 1))
 
     def scores(self, support_z, support_y, query_z, n_way):
-        k_shot = len(support_y) // n_way
-        classes = class_means(support_z, support_y, n_way) * k_shot  # (N, C, h, w): sum over shots
+        classes = class_means(support_z, support_y, n_way)  # (N, C, h, w)
+        if self.aggregate == "sum":
+            classes = classes * torch.bincount(support_y, minlength=n_way).view(-1, 1, 1, 1).to(classes.dtype)
         q, n = len(query_z), n_way
         pairs = torch.cat([classes[None].expand(q, -1, -1, -1, -1),
                            query_z[:, None].expand(-1, n, -1, -1, -1)], dim=2)  # (Q, N, 2C, h, w)

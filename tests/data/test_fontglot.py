@@ -3,6 +3,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from mlcourse.data import FontGlot
 from mlcourse.data import fontglot as fg
@@ -101,3 +102,14 @@ def test_bad_arguments_are_explained(tiny_root):
         FontGlot("train", preset="tiny", root=tiny_root)
     with pytest.raises(ValueError, match="unknown FontGlot preset"):
         FontGlot("background", preset="huge", root=tiny_root)
+
+
+def test_subset_classes_renumbers_and_keeps_images(tiny_eval):
+    sub = tiny_eval.subset_classes(7, seed=1)
+    assert sub.n_classes == 7 and len(sub) == 7 * 20
+    assert sorted(set(sub.targets.tolist())) == list(range(7))
+    name = sub.classes[3]
+    original = tiny_eval.classes.index(name)
+    assert torch.equal(sub.images[sub.targets == 3], tiny_eval.images[torch.as_tensor(tiny_eval.targets == original)])
+    with pytest.raises(ValueError, match="between 1 and"):
+        tiny_eval.subset_classes(10_000)

@@ -78,3 +78,17 @@ def test_learns_above_chance(make, tiny_root, tiny_eval):
     train_episodic(model, background, 5, 1, 5, n_episodes=80, seed=0, device="cpu", progress=False)
     mean, half, _ = evaluate_model(model, tiny_eval, 5, 1, 15, n_episodes=100, seed=3, device="cpu")
     assert mean - half > 0.2 + 0.25  # chance is 0.2
+
+
+def test_relation_mean_and_sum_agree_at_one_shot_only():
+    model = RelationNetwork().eval()
+    with torch.no_grad():
+        for k_shot, same in [(1, True), (3, False)]:
+            ep = _episode(n_way=3, k_shot=k_shot, n_query=2)
+            model.aggregate = "sum"
+            a = model(ep.support_x, ep.support_y, ep.query_x)
+            model.aggregate = "mean"
+            b = model(ep.support_x, ep.support_y, ep.query_x)
+            assert torch.allclose(a, b) == same
+    with pytest.raises(ValueError, match="aggregate must be"):
+        RelationNetwork(aggregate="max")
