@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install book test test-unit test-notebooks lab exercises data clean
+.PHONY: install book test test-unit test-notebooks lab exercises data clean bench
 
 install: $(STAMP)
 
@@ -40,3 +40,8 @@ data: $(STAMP)
 
 clean:
 	rm -rf _build .pytest_cache
+
+# Speed and memory against reference implementations (not part of the tests).
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt easyfsl==1.5.0
+	$(BIN)/python benchmarks/metric.py

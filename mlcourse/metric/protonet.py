@@ -31,8 +31,12 @@ def prototypes(support_z: torch.Tensor, support_y: torch.Tensor, n_way: int) -> 
 
 
 def prototype_logits(query_z: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
-    """Negative squared Euclidean distances, ``(Q, D)`` x ``(N, D)`` -> ``(Q, N)``."""
-    return -(query_z[:, None, :] - protos[None, :, :]).pow(2).sum(dim=-1)  # (Q, N)
+    """Negative squared Euclidean distances, ``(Q, D)`` x ``(N, D)`` -> ``(Q, N)``.
+
+    Computed as ``2 q.c - |q|^2 - |c|^2``: one matrix product, with no ``(Q, N, D)``
+    intermediate (memory grows with Q * N, not Q * N * D).
+    """
+    return 2 * query_z @ protos.T - query_z.pow(2).sum(1, keepdim=True) - protos.pow(2).sum(1)[None, :]
 
 
 def prototypical_loss(support_z: torch.Tensor, support_y: torch.Tensor, query_z: torch.Tensor,
