@@ -2,5 +2,6 @@
 from .base import CharacterDataset
 from .fontglot import FontGlot, load_fontglot
 from .omniglot import Omniglot
+from .sinusoid import SinusoidTask, Sinusoids
 
-__all__ = ["CharacterDataset", "FontGlot", "Omniglot", "load_fontglot"]
+__all__ = ["CharacterDataset", "FontGlot", "Omniglot", "SinusoidTask", "Sinusoids", "load_fontglot"]

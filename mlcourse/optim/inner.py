@@ -1,0 +1,106 @@
+"""The functional inner loop shared by MAML, first-order MAML, Meta-SGD and Reptile.
+
+Optimization-based meta-learning adapts a copy of the parameters to each task with a
+few gradient steps (the *inner loop*) and then updates the shared initialisation from
+how well the adapted parameters do (the *outer loop*). Here the adapted parameters are
+plain tensors in a dict ``{name: tensor}`` and the model is evaluated on them with
+:func:`torch.func.functional_call`: no copies of the module, no surgery on its private
+attributes, and autograd sees the whole computation.
+
+With ``first_order=False`` the inner gradients are built with ``create_graph=True``, so
+the outer gradient differentiates *through* the inner updates, Hessian-vector products
+included (exact MAML). With ``first_order=True`` the inner gradients are constants: the
+outer gradient of the query loss at the adapted parameters is passed straight back to
+the initialisation (first-order MAML, "FOMAML").
+
+BatchNorm: like the reference MAML code, models are run with the statistics of the
+current batch, in adaptation and at test time (use ``BatchNorm2d(track_running_stats=False)``,
+e.g. ``Conv4(track_running_stats=False)``). Running averages would mix tasks and make the
+test-time prediction depend on the order of the tasks seen before.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+__all__ = ["Params", "LearningRate", "parameters_of", "functional_forward", "inner_step", "adapt"]
+
+Params = dict[str, torch.Tensor]
+"""Parameters of a model by name, as in ``dict(model.named_parameters())``."""
+
+LearningRate = float | Mapping[str, torch.Tensor]
+"""One inner learning rate for all parameters, or one tensor per parameter (Meta-SGD)."""
+
+
+def parameters_of(model: nn.Module) -> Params:
+    """The trainable parameters of ``model`` by name (the meta-learned initialisation)."""
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def functional_forward(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``model(x)`` evaluated with ``params`` in place of its own parameters."""
+    return functional_call(model, dict(params), (x,))
+
+
+def _rate(lr: LearningRate, name: str) -> torch.Tensor | float:
+    if isinstance(lr, Mapping):
+        try:
+            return lr[name]
+        except KeyError:
+            raise KeyError(f"no inner learning rate for parameter {name!r}; the rates cover {sorted(lr)}") from None
+    return lr
+
+
+def inner_step(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], lr: LearningRate,
+               first_order: bool = False) -> tuple[Params, torch.Tensor]:
+    """One gradient step on the loss of ``(x, y)``: ``p <- p - lr * dL/dp`` for every parameter.
+
+    Args:
+        model: The network; only its structure (and buffers) are used.
+        params: Current parameters by name.
+        x, y: The task's support inputs and targets.
+        loss_fn: ``loss_fn(model_output, y)`` -> scalar.
+        lr: A float, or a tensor per parameter name (Meta-SGD's learned rates).
+        first_order: Treat the gradient as a constant (no second-order terms).
+
+    Returns:
+        ``(new_params, loss)`` where ``loss`` is the support loss before the step.
+    """
+    loss = loss_fn(functional_forward(model, params, x), y)
+    names = list(params)
+    grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=not first_order, allow_unused=True)
+    new = {}
+    for name, g in zip(names, grads):
+        if g is None:  # the parameter does not touch this loss (e.g. an unused head)
+            new[name] = params[name]
+        else:
+            new[name] = params[name] - _rate(lr, name) * (g.detach() if first_order else g)
+    return new, loss
+
+
+def adapt(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
+          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], steps: int, lr: LearningRate,
+          first_order: bool = False, track_meta_grad: bool = True) -> Params:
+    """``steps`` inner gradient steps from ``params`` on ``(x, y)``; returns the adapted parameters.
+
+    Args:
+        track_meta_grad: Keep the graph back to ``params`` (for the outer gradient). With
+            ``False`` each step starts from detached tensors: test-time adaptation with
+            memory that does not grow with ``steps``.
+
+    Works inside ``torch.no_grad()`` too: the inner gradients are always computed.
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    with torch.enable_grad():
+        if not track_meta_grad:
+            params = {n: p.detach().requires_grad_() for n, p in params.items()}
+        for _ in range(steps):
+            params, _ = inner_step(model, params, x, y, loss_fn, lr, first_order or not track_meta_grad)
+            if not track_meta_grad:
+                params = {n: p.detach().requires_grad_() for n, p in params.items()}
+    return params
