@@ -45,3 +45,4 @@ clean:
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt easyfsl==1.5.0
 	$(BIN)/python benchmarks/metric.py
+	$(BIN)/python benchmarks/maml.py

@@ -128,3 +128,14 @@ def test_cli_prints_scores_and_writes_json(tmp_path, capsys, episodes_solution):
 
 def test_read_notebook_accepts_a_real_notebook(episodes_solution):
     assert read_notebook(episodes_solution.read_bytes()).cells
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, points", [("02_protonet", 6), ("03_maml", 7)])
+def test_each_assignment_grades_solution_full_and_untouched_exercise_zero(name, points, tmp_path):
+    solved = grade(REPO / "solutions" / f"{name}.ipynb", feedback_dir=tmp_path / "sol")
+    assert solved.status == "graded", solved.error
+    assert (solved.score, solved.max_score) == (points, points), solved.cells
+    untouched = grade(REPO / "exercises" / f"{name}.ipynb", feedback_dir=tmp_path / "ex")
+    assert untouched.status == "graded", untouched.error
+    assert (untouched.score, untouched.max_score) == (0, points), untouched.cells
