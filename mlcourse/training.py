@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .device import get_device
 from .episodes import EpisodeSampler, labels_of, sample_episode_indices
 from .evaluation import accuracy_ci
@@ -136,24 +136,15 @@ def train_episodic(model: nn.Module, train_set: Dataset, n_way: int = 5, k_shot:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history, start, best_state = TrainHistory(), 0, None
     signature = _signature(n_way, k_shot, n_query, n_episodes, lr, seed)
-    path = Path(checkpoint) if checkpoint else None
-    if path is not None and path.exists():
-        state = torch.load(path, map_location=device, weights_only=False)
-        if state["signature"] != signature:
-            raise ValueError(f"checkpoint {path} was made with {state['signature']}, not {signature}: "
-                             "delete it or pass another checkpoint path")
+    state = load_checkpoint(checkpoint, signature, map_location=device)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, start, best_state = TrainHistory(**state["history"]), state["episode"], state["best_state"]
 
     def save(episode: int) -> None:
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"signature": signature, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "episode": episode, "history": asdict(history), "best_state": best_state}, tmp)
-        os.replace(tmp, path)
+        save_checkpoint(checkpoint, signature, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                        episode=episode, history=asdict(history), best_state=best_state)
 
     sampler = EpisodeSampler(train_set, n_way, k_shot, n_query, n_tasks=n_episodes, seed=seed)
     stream = iter(sampler)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..device import get_device
 from ..episodes import Episode, check_episode_request, labels_of, sample_episode_indices
 from ..evaluation import accuracy_ci
@@ -111,24 +111,15 @@ def meta_train(learner: MAML, train_set, n_steps: int = 1000, meta_batch: int = 
                      n_way=n_way, k_shot=k_shot, n_query=n_query, seed=seed, inner_steps=learner.inner_steps,
                      first_order=learner.first_order)
     history, start, best_state = TrainHistory(), 0, None
-    path = Path(checkpoint) if checkpoint else None
-    if path is not None and path.exists():
-        state = torch.load(path, map_location=device, weights_only=False)
-        if state["signature"] != signature:
-            raise ValueError(f"checkpoint {path} was made with {state['signature']}, not {signature}: "
-                             "delete it or pass another checkpoint path")
+    state = load_checkpoint(checkpoint, signature, map_location=device)
+    if state is not None:
         learner.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         history, start, best_state = TrainHistory(**state["history"]), state["step"], state["best_state"]
 
     def save(step: int) -> None:
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"signature": signature, "model": learner.state_dict(), "optimizer": opt.state_dict(),
-                    "step": step, "history": asdict(history), "best_state": best_state}, tmp)
-        os.replace(tmp, path)
+        save_checkpoint(checkpoint, signature, model=learner.state_dict(), optimizer=opt.state_dict(), step=step,
+                        history=asdict(history), best_state=best_state)
 
     learner.train()
     t0, window_loss, window_acc = time.perf_counter(), [], []
