@@ -32,18 +32,20 @@ REJECTION_SCORES = {
 @torch.no_grad()
 def open_set_evaluation(model: FewShotClassifier, dataset: Dataset, n_way: int = 5, k_shot: int = 1,
                         n_query: int = 15, n_episodes: int = 600, seed: int = 0,
-                        device: torch.device | str | None = None) -> dict[str, dict]:
+                        device: torch.device | str | None = None,
+                        embeddings: torch.Tensor | None = None) -> dict[str, dict]:
     """AUROC of rejection scores at telling unseen-class queries from support-class queries.
 
     Each episode draws ``2 * n_way`` classes: the support set comes from the first ``n_way``;
     ``n_query`` queries come from each of the ``2 * n_way`` classes, half of them unknown.
+    ``embeddings`` (from ``embed_dataset(model, dataset)``) skips embedding the data again.
 
     Returns:
         For each name in :data:`REJECTION_SCORES`: ``{"auroc": mean, "ci": half_width,
         "scores": all scores, "unknown": all 0/1 labels}`` (the last two for an ROC plot).
     """
     device = get_device(device)
-    z = embed_dataset(model, dataset, device=device)
+    z = embeddings if embeddings is not None else embed_dataset(model, dataset, device=device)
     labels = labels_of(dataset)
     rng = np.random.default_rng(seed)
     model.eval()
