@@ -45,7 +45,19 @@ def draw_episode(dataset: Dataset, labels: np.ndarray, n_way: int, k_shot: int, 
 def _tasks(source, labels, n_way, k_shot, n_query, n, rng):
     if hasattr(source, "sample_tasks"):
         return source.sample_tasks(n, rng)
+    if not isinstance(k_shot, (int, np.integer)):  # a shot count per meta-batch, drawn from the given ones
+        k_shot = int(rng.choice(k_shot))
     return [draw_episode(source, labels, n_way, k_shot, n_query, rng) for _ in range(n)]
+
+
+def _shot_list(k_shot) -> list[int]:
+    try:
+        shots = [k_shot] if isinstance(k_shot, (int, np.integer)) else list(k_shot)
+    except TypeError:
+        shots = [k_shot]
+    if not shots or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1 for k in shots):
+        raise ValueError(f"k_shot must be a positive int or a non-empty sequence of them, got {k_shot!r}")
+    return [int(k) for k in shots]
 
 
 @torch.no_grad()
@@ -79,16 +91,21 @@ def meta_train(learner: MAML, train_set, n_steps: int = 1000, meta_batch: int = 
                val_every: int = 100, val_episodes: int = 100, val_steps: int | None = None,
                checkpoint: str | os.PathLike | None = None, seed: int = 0,
                device: torch.device | str | None = None, progress: bool = True,
-               optimizer: str = "adam") -> TrainHistory:
+               optimizer: str = "adam", val_shot: int | None = None) -> TrainHistory:
     """Meta-train ``learner`` for ``n_steps`` outer steps of ``meta_batch`` tasks each.
 
     Args:
-        learner: MAML, MetaSGD or Reptile.
+        learner: MAML, MetaSGD, Reptile, or a black-box learner (:mod:`mlcourse.blackbox`): anything
+            with ``meta_step(tasks, optimizer)``, ``predict(task, steps)``, ``inner_steps`` and
+            ``first_order``.
         train_set: A labelled data set (episodes of ``n_way``/``k_shot``/``n_query`` are drawn)
             or a task distribution with ``sample_tasks(n, rng)``.
+        k_shot: Shots per class, or a sequence of shot counts: each meta-batch then draws its
+            shot count from it (training one model for several shot counts).
         outer_lr: Outer learning rate (Adam by default; ``optimizer="sgd"`` for Reptile's plain rule).
         val_set: Labelled validation data; every ``val_every`` steps the learner is evaluated
-            on ``val_episodes`` episodes with ``val_steps`` inner steps, and the best weights
+            on ``val_episodes`` episodes (``val_shot`` shots, by default the largest of ``k_shot``)
+            with ``val_steps`` inner steps, and the best weights
             are kept and loaded back at the end.
         checkpoint: File to save the full state to at each validation and to resume from.
         seed: Seed of the task stream (seed the initial weights yourself).
@@ -106,10 +123,13 @@ def meta_train(learner: MAML, train_set, n_steps: int = 1000, meta_batch: int = 
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     labels = None if hasattr(train_set, "sample_tasks") else labels_of(train_set)
     if labels is not None:
-        check_episode_request(dict(zip(*np.unique(labels, return_counts=True))), n_way, k_shot, n_query)
+        check_episode_request(dict(zip(*np.unique(labels, return_counts=True))), n_way, max(_shot_list(k_shot)),
+                              n_query)
+    shots = _shot_list(k_shot)
+    val_shot = max(shots) if val_shot is None else val_shot
     signature = dict(learner=type(learner).__name__, n_steps=n_steps, meta_batch=meta_batch, outer_lr=outer_lr,
-                     n_way=n_way, k_shot=k_shot, n_query=n_query, seed=seed, inner_steps=learner.inner_steps,
-                     first_order=learner.first_order)
+                     n_way=n_way, k_shot=shots if len(shots) > 1 else shots[0], n_query=n_query, seed=seed,
+                     inner_steps=learner.inner_steps, first_order=learner.first_order)
     history, start, best_state = TrainHistory(), 0, None
     state = load_checkpoint(checkpoint, signature, map_location=device)
     if state is not None:
@@ -142,7 +162,7 @@ def meta_train(learner: MAML, train_set, n_steps: int = 1000, meta_batch: int = 
             bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}")
             window_loss, window_acc = [], []
         if val_set is not None and (done % val_every == 0 or done == n_steps):
-            mean, half, _ = evaluate_learner(learner, val_set, n_way, k_shot, n_query, val_episodes, val_steps,
+            mean, half, _ = evaluate_learner(learner, val_set, n_way, val_shot, n_query, val_episodes, val_steps,
                                              seed=seed + 1, device=device)
             history.val_episode.append(done)
             history.val_acc.append(mean)
