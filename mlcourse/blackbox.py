@@ -9,13 +9,22 @@ network, trained end to end on episodes (CS330, lecture 3).
 Two ways to read the support set:
 
 * :class:`RecurrentLearner`, as in memory-augmented neural networks (Santoro et al., 2016):
-  an LSTM reads the sequence of ``[f(x_i), onehot(y_i)]``; each query is then fed with a
-  zero label from the state the support left behind, and the LSTM output is classified.
-  The answer can depend on the *order* of the support set.
+  an LSTM reads the support pairs one after the other; each query is then fed with a zero
+  label from the state the support left behind, and the LSTM output is classified. The
+  answer can depend on the *order* of the support set.
 * :class:`AveragingLearner`, as in conditional neural processes (Garnelo et al., 2018):
-  each pair is embedded, ``r = mean_i g([f(x_i), onehot(y_i)])``, and the query classifier
-  reads ``[f(x), r]``. A mean does not depend on the order: the learner is permutation
-  invariant by construction (up to floating-point rounding in the sum).
+  each pair is embedded, the embeddings are averaged into a context ``r``, and the query
+  classifier reads ``[f(x), r]``. A mean does not depend on the order: the learner is
+  permutation invariant by construction (up to floating-point rounding in the sum).
+
+How a pair ``(x, y)`` enters matters a lot for how fast these learners train. Concatenating
+the features with the one-hot label, ``[f(x), e_y]``, leaves the network to discover
+multiplicative label binding on its own; on FontGlot neither learner left chance level in 300
+meta-steps of 8 tasks that way. With ``slots=True`` (the default) a pair is written into the
+slot of its label, ``e_y ⊗ f(x)`` (an ``N * D`` vector that is ``f(x)`` in block ``y`` and zero
+elsewhere), so a sum or an LSTM can keep per-class information apart by plain addition. The
+recurrent learner also gets the unlabelled ``f(x)``, which is all a query has. Both learners
+then see the same information and differ only in how they aggregate it.
 
 Both use a :class:`~mlcourse.backbones.Conv4` image encoder ``f`` and output ``n_way``
 logits, so a model serves one number of ways (it can take any number of shots). They expose
@@ -154,26 +163,37 @@ class BlackBoxLearner(nn.Module):
 class RecurrentLearner(BlackBoxLearner):
     """LSTM over the support sequence, then each query with a zero label (memory-augmented style).
 
+    Santoro et al., "Meta-Learning with Memory-Augmented Neural Networks", ICML 2016.
+
     Args:
         n_way: Classes per task.
         hidden: LSTM hidden units.
         layers: LSTM layers.
         encoder, shuffle_train_support: See :class:`BlackBoxLearner`.
+        slots: Input ``[e_y ⊗ f(x), f(x)]`` (``(N + 1) * D`` values) instead of ``[f(x), e_y]``.
     """
 
     def __init__(self, n_way: int = 5, hidden: int = 256, layers: int = 1, encoder: nn.Module | None = None,
-                 shuffle_train_support: bool = True) -> None:
+                 shuffle_train_support: bool = True, slots: bool = True) -> None:
         super().__init__(n_way, encoder, shuffle_train_support)
-        self.lstm = nn.LSTM(self.features + n_way, hidden, num_layers=layers, batch_first=True)
+        self.slots = slots
+        width = self.features * (n_way + 1) if slots else self.features + n_way
+        self.lstm = nn.LSTM(width, hidden, num_layers=layers, batch_first=True)
         self.head = nn.Linear(hidden, n_way)
+
+    def inputs(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """LSTM inputs of pairs: features ``(B, L, D)``, one-hot labels ``(B, L, N)`` (zeros for queries)."""
+        if self.slots:
+            return torch.cat([(z[..., None, :] * y[..., :, None]).flatten(-2), z], dim=-1)
+        return torch.cat([z, y], dim=-1)
 
     def logits(self, zs: torch.Tensor, ys: torch.Tensor, zq: torch.Tensor) -> torch.Tensor:
         b, q = zq.shape[:2]
-        _, (h, c) = self.lstm(torch.cat([zs, ys], dim=-1))  # the state after reading the support set
+        _, (h, c) = self.lstm(self.inputs(zs, ys))  # the state after reading the support set
         # every query starts from that state, so queries do not see each other
         h = h.repeat_interleave(q, dim=1)
         c = c.repeat_interleave(q, dim=1)
-        x = torch.cat([zq, zq.new_zeros(b, q, self.n_way)], dim=-1).reshape(b * q, 1, -1)
+        x = self.inputs(zq, zq.new_zeros(b, q, self.n_way)).reshape(b * q, 1, -1)
         out, _ = self.lstm(x, (h, c))
         return self.head(out[:, 0]).view(b, q, self.n_way)
 
@@ -181,22 +201,38 @@ class RecurrentLearner(BlackBoxLearner):
 class AveragingLearner(BlackBoxLearner):
     """Embed each support pair, average, and classify ``[f(x), mean]`` (conditional-neural-process style).
 
+    Garnelo et al., "Conditional Neural Processes", ICML 2018. With ``slots=True`` a pair is
+    embedded as ``e_y ⊗ g(f(x))``, so the mean holds ``K / S`` times the mean embedding of
+    each class in that class's block.
+
     Args:
         n_way: Classes per task.
-        hidden: Width of the pair embedding and of the query classifier.
+        hidden: Width of the pair embedding ``g`` and of the query classifier.
         encoder, shuffle_train_support: See :class:`BlackBoxLearner`.
+        slots: Embed pairs as ``e_y ⊗ g(f(x))`` (context of ``N * hidden`` values) instead of
+            ``g([f(x), e_y])`` (``hidden`` values).
     """
 
     def __init__(self, n_way: int = 5, hidden: int = 256, encoder: nn.Module | None = None,
-                 shuffle_train_support: bool = True) -> None:
+                 shuffle_train_support: bool = True, slots: bool = True) -> None:
         super().__init__(n_way, encoder, shuffle_train_support)
         d = self.features
-        self.pair = nn.Sequential(nn.Linear(d + n_way, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
-        self.classifier = nn.Sequential(nn.Linear(d + hidden, hidden), nn.ReLU(), nn.Linear(hidden, n_way))
+        self.slots = slots
+        self.pair = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        ctx = hidden * n_way if slots else hidden
+        if not slots:
+            self.pair[0] = nn.Linear(d + n_way, hidden)
+        self.classifier = nn.Sequential(nn.Linear(d + ctx, hidden), nn.ReLU(), nn.Linear(hidden, n_way))
+
+    def embed_pairs(self, zs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """Embed each support pair: ``(B, S, D)`` features and ``(B, S, N)`` one-hot labels -> ``(B, S, C)``."""
+        if self.slots:
+            return (self.pair(zs)[..., None, :] * ys[..., :, None]).flatten(-2)
+        return self.pair(torch.cat([zs, ys], dim=-1))
 
     def context(self, zs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        """The task context ``(B, hidden)``: the mean of the embedded pairs."""
-        return aggregate_mean(self.pair(torch.cat([zs, ys], dim=-1)))
+        """The task context ``(B, C)``: the mean of the embedded pairs."""
+        return aggregate_mean(self.embed_pairs(zs, ys))
 
     def logits(self, zs: torch.Tensor, ys: torch.Tensor, zq: torch.Tensor) -> torch.Tensor:
         r = self.context(zs, ys)

@@ -160,7 +160,7 @@ def test_lstm_optimizer_beats_untuned_sgd_on_held_out_quadratics():
     torch.manual_seed(0)
     net = LSTMOptimizer()
     meta_train_optimizer(net, lambda g: QuadraticProblems(32, generator=g), n_iterations=40, horizon=100, unroll=20,
-                         lr=3e-3, progress=False, seed=0)
+                         lr=1e-2, progress=False, seed=0)
     test = QuadraticProblems(64, generator=torch.Generator().manual_seed(12345))
     learned, _ = run_learned(net, test, steps=100)
     sgd, _ = run_torch_optimizer("SGD", 0.01, test, steps=100)
