@@ -16,6 +16,7 @@ without it the soft targets would count ``T^2`` times less as ``T`` grows.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -26,7 +27,22 @@ from tqdm.auto import tqdm
 
 from ..device import get_device
 
-__all__ = ["soft_target_loss", "distillation_loss", "train_distilled", "DistillHistory"]
+__all__ = ["soft_target_loss", "distillation_loss", "train_distilled", "DistillHistory", "random_shift"]
+
+
+def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """Shift each image of ``x`` ``(B, C, H, W)`` by up to ``max_shift`` pixels each way (zero fill)."""
+    if x.dim() != 4:
+        raise ValueError(f"random_shift expects images (B, C, H, W), got shape {tuple(x.shape)}")
+    b, _, h, w = x.shape
+    m = max_shift
+    padded = F.pad(x, (m, m, m, m))
+    dy = torch.randint(0, 2 * m + 1, (b,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * m + 1, (b,), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
 def _check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
@@ -87,6 +103,7 @@ class DistillHistory:
 def train_distilled(student: nn.Module, teacher: nn.Module | None, x: torch.Tensor, y: torch.Tensor,
                     epochs: int = 10, lr: float = 1e-3, temperature: float = 4.0, alpha: float = 0.9,
                     batch_size: int = 128, seed: int = 0, device: torch.device | str | None = None,
+                    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
                     progress: bool = True) -> DistillHistory:
     """Train ``student`` on ``(x, y)`` with Adam, distilling from ``teacher``.
 
@@ -94,6 +111,10 @@ def train_distilled(student: nn.Module, teacher: nn.Module | None, x: torch.Tens
 
     ``teacher=None`` (or ``alpha=0``) trains the student on the hard labels alone: the
     from-scratch baseline, with everything else identical.
+
+    ``augment(x, generator)``, if given, transforms every batch before both networks see it
+    (e.g. :func:`random_shift`): the teacher labels exactly the view the student is trained on
+    ("consistent teaching", Beyer et al., 2022), and the baseline gets the same augmentation.
     """
     device = get_device(device)
     if teacher is None:
@@ -106,11 +127,14 @@ def train_distilled(student: nn.Module, teacher: nn.Module | None, x: torch.Tens
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
+    gen = torch.Generator().manual_seed(seed + 1)
     history = DistillHistory()
     for epoch in tqdm(range(epochs), desc="distilling" if alpha > 0 else "training", disable=not progress):
         total, n = 0.0, 0
         for xb, yb in loader:
             xb, yb = xb.to(device), yb.to(device)
+            if augment is not None:
+                xb = augment(xb, gen)
             out = student(xb)
             if alpha > 0:
                 with torch.no_grad():

@@ -1,0 +1,372 @@
+"""Fine-tuning, freezing and feature extraction ("CNN codes").
+
+A network trained on a big *source* task has learned features; a *target* task with less data
+can reuse them. How much to reuse is the question (Yosinski et al., "How transferable are
+features in deep neural networks?", 2014; the CS231n transfer-learning notes):
+
+- **Fixed feature extractor**: freeze the whole backbone, take its outputs ("CNN codes",
+  Razavian et al., 2014) and fit a linear classifier (:func:`extract_features`,
+  :func:`linear_probe`).
+- **Fine-tune the head**: same frozen backbone, a new last layer trained by gradient descent.
+- **Full fine-tuning**: start from the source weights and train everything, usually with a
+  smaller learning rate for the early layers (*discriminative learning rates*,
+  :func:`param_groups`) and perhaps unfreezing from the top one group at a time
+  (*gradual unfreezing*, Howard and Ruder, ULMFiT, 2018).
+
+Layers are addressed as *groups*, ordered from the input to the output
+(:func:`layer_groups`): for :class:`TransferNet` on a :class:`~mlcourse.backbones.Conv4`,
+the four conv blocks and the head; for a torchvision ResNet, the stem, ``layer1`` ..
+``layer4`` and the head.
+
+A frozen layer gets no gradient (``requires_grad=False``) and does not change: its
+BatchNorm layers also keep their running statistics, because :func:`train_mode` (which the
+trainers here use instead of ``model.train()``) runs every BatchNorm whose parameters are
+frozen in eval mode.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from ..device import get_device
+
+__all__ = ["TransferNet", "layer_groups", "freeze", "unfreeze", "frozen_groups", "train_mode", "reinit_head",
+           "param_groups", "fine_tune", "FineTuneHistory", "extract_features", "linear_probe",
+           "torchvision_backbone", "count_parameters", "clone"]
+
+
+class TransferNet(nn.Module):
+    """A backbone (feature extractor) and a linear head: the shape of every model here.
+
+    Args:
+        backbone: Maps inputs to flat features ``(B, n_features)``.
+        n_features: Size of the backbone's output.
+        n_classes: Outputs of the head.
+    """
+
+    def __init__(self, backbone: nn.Module, n_features: int, n_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(n_features, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def _backbone_groups(prefix: str, backbone: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    names = dict(backbone.named_children())
+    if {"conv1", "bn1", "layer1", "layer4", "fc"} <= names.keys():  # a torchvision ResNet
+        return ([(f"{prefix}stem", [names["conv1"], names["bn1"]])]
+                + [(f"{prefix}layer{i}", [names[f"layer{i}"]]) for i in range(1, 5)])
+    encoder = names.get("encoder")
+    if isinstance(encoder, nn.Sequential):  # Conv4 and friends
+        return [(f"{prefix}encoder.{n}", [m]) for n, m in encoder.named_children()]
+    return [(f"{prefix}{n}", [m]) for n, m in names.items() if any(True for _ in m.parameters())]
+
+
+def layer_groups(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """The model's layers in groups, ordered from the input to the output: ``[(name, modules)]``.
+
+    :class:`TransferNet`: the backbone's groups (conv blocks; ResNet stem and stages) then
+    ``"head"``. Any other module: its top-level children that have parameters.
+    """
+    if isinstance(model, TransferNet):
+        return _backbone_groups("backbone.", model.backbone) + [("head", [model.head])]
+    return _backbone_groups("", model)
+
+
+def _select(model: nn.Module, groups: int | str | Sequence[str]) -> list[tuple[str, list[nn.Module]]]:
+    all_groups = layer_groups(model)
+    names = [n for n, _ in all_groups]
+    if isinstance(groups, bool) or not isinstance(groups, (int, str, Sequence)):
+        raise TypeError(f"groups must be a depth (int) or group names, got {groups!r}")
+    if isinstance(groups, int):
+        if not 0 <= groups <= len(all_groups):
+            raise ValueError(f"depth must lie in 0..{len(all_groups)} (the model has groups {names}), got {groups}")
+        return all_groups[:groups]
+    wanted = [groups] if isinstance(groups, str) else list(groups)
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        raise ValueError(f"no layer group named {unknown}; the model's groups are {names}")
+    return [g for g in all_groups if g[0] in wanted]
+
+
+def _set_trainable(modules: list[nn.Module], trainable: bool) -> None:
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(trainable)
+
+
+def freeze(model: nn.Module, groups: int | str | Sequence[str]) -> list[str]:
+    """Freeze layer groups: by depth (``3``: the first three groups from the input) or by name.
+
+    Returns the names of the groups frozen. Call :func:`train_mode` rather than
+    ``model.train()`` so that frozen BatchNorm layers keep their statistics.
+    """
+    chosen = _select(model, groups)
+    for _, modules in chosen:
+        _set_trainable(modules, False)
+    train_mode(model, model.training)
+    return [n for n, _ in chosen]
+
+
+def unfreeze(model: nn.Module, groups: int | str | Sequence[str] | None = None) -> list[str]:
+    """Unfreeze layer groups by name, the *last* ``groups`` groups (an int: from the top), or all (None)."""
+    all_groups = layer_groups(model)
+    if groups is None:
+        chosen = all_groups
+    elif isinstance(groups, int) and not isinstance(groups, bool):
+        if not 0 <= groups <= len(all_groups):
+            raise ValueError(f"can unfreeze 0..{len(all_groups)} groups from the top, got {groups}")
+        chosen = all_groups[len(all_groups) - groups:]
+    else:
+        chosen = _select(model, groups)
+    for _, modules in chosen:
+        _set_trainable(modules, True)
+    train_mode(model, model.training)
+    return [n for n, _ in chosen]
+
+
+def frozen_groups(model: nn.Module) -> list[str]:
+    """Names of the groups whose parameters are all frozen."""
+    return [n for n, mods in layer_groups(model)
+            if all(not p.requires_grad for m in mods for p in m.parameters())]
+
+
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def train_mode(model: nn.Module, mode: bool = True) -> nn.Module:
+    """``model.train(mode)``, except that BatchNorm layers with frozen parameters stay in eval mode.
+
+    In train mode a BatchNorm updates its running mean and variance even when its weights are
+    frozen; a frozen layer must not change, and a fixed feature extractor must give the same
+    features in training and at test time.
+    """
+    model.train(mode)
+    if mode:
+        for m in model.modules():
+            if isinstance(m, _BN) and m.affine and not any(p.requires_grad for p in m.parameters()):
+                m.eval()
+    return model
+
+
+def reinit_head(model: TransferNet, n_classes: int | None = None, seed: int | None = None) -> TransferNet:
+    """Replace the head by a freshly initialised linear layer (for ``n_classes`` outputs)."""
+    if not isinstance(model, TransferNet):
+        raise TypeError(f"reinit_head needs a TransferNet, got {type(model).__name__}")
+    old = model.head
+    if seed is not None:
+        torch.manual_seed(seed)
+    model.head = nn.Linear(old.in_features, n_classes or old.out_features).to(old.weight.device)
+    return model
+
+
+def param_groups(model: nn.Module, lr: float, decay: float = 1.0) -> list[dict]:
+    """Optimizer parameter groups with discriminative learning rates.
+
+    The top group (the head) gets ``lr``, the one below ``lr * decay``, then ``lr * decay**2``
+    and so on towards the input (ULMFiT uses ``decay = 1 / 2.6``). Frozen parameters are left
+    out; parameters outside every group get ``lr``.
+    """
+    if not 0 <= decay <= 1:
+        raise ValueError(f"decay must lie in [0, 1] (earlier layers learn more slowly), got {decay}")
+    groups = layer_groups(model)
+    seen: set[int] = set()
+    out = []
+    for depth, (name, modules) in enumerate(reversed(groups)):
+        params = [p for m in modules for p in m.parameters() if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in params)
+        if params:
+            out.append({"params": params, "lr": lr * decay ** depth, "name": name})
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in seen]
+    if rest:
+        out.append({"params": rest, "lr": lr, "name": "other"})
+    if not out:
+        raise ValueError("every parameter is frozen: nothing to train; unfreeze at least the head")
+    return out
+
+
+@dataclass
+class FineTuneHistory:
+    """Per epoch: mean training loss, trainable groups and (if evaluation data was given) accuracy."""
+
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    trainable: list[list[str]] = field(default_factory=list)
+    eval_acc: list[float] = field(default_factory=list)
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int) -> float:
+    was = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += (model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
+    train_mode(model, was)
+    return correct / len(x)
+
+
+def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 10, lr: float = 1e-3,
+              decay: float = 1.0, gradual: bool = False, weight_decay: float = 0.0, batch_size: int = 64,
+              eval_data: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
+              device: torch.device | str | None = None, progress: bool = True) -> FineTuneHistory:
+    """Train ``model`` with Adam and cross-entropy, respecting what is frozen.
+
+    Args:
+        model: Trained in place; groups frozen with :func:`freeze` stay fixed.
+        x, y: Training inputs and labels.
+        lr: Learning rate of the head; lower groups get ``lr * decay**depth`` (:func:`param_groups`).
+        gradual: Gradual unfreezing: the first epoch trains only the top group that is
+            trainable now, each later epoch unfreezes one more group below it.
+        eval_data: ``(x, y)`` to measure accuracy on after every epoch.
+        seed: Seeds the batch order.
+
+    Training from scratch and pre-training are the same call on a fresh model.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} inputs but {len(y)} labels")
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    device = get_device(device)
+    model.to(device)
+    groups = layer_groups(model)
+    trainable_now = [n for n, _ in groups if n not in frozen_groups(model)]
+    if not trainable_now:
+        raise ValueError("every layer group is frozen: nothing to train; unfreeze at least the head")
+    schedule = trainable_now  # gradual unfreezing walks down this list from the top
+    if gradual:
+        freeze(model, trainable_now[:-1])
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    history = FineTuneHistory()
+    opt = None
+    for epoch in tqdm(range(epochs), desc="fine-tuning", disable=not progress):
+        if gradual and epoch > 0 and epoch < len(schedule):
+            unfreeze(model, [schedule[-1 - epoch]])
+            opt = None
+        if opt is None:  # (re)built when the trainable set changes; Adam state restarts
+            opt = torch.optim.Adam(param_groups(model, lr, decay), weight_decay=weight_decay)
+        train_mode(model)
+        total, n = 0.0, 0
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(yb)
+            n += len(yb)
+        history.epoch.append(epoch + 1)
+        history.loss.append(total / n)
+        history.trainable.append([n_ for n_, _ in groups if n_ not in frozen_groups(model)])
+        if eval_data is not None:
+            history.eval_acc.append(_accuracy(model, *eval_data, device, 256))
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def extract_features(backbone: nn.Module, x: torch.Tensor, batch_size: int = 256,
+                     device: torch.device | str | None = None) -> np.ndarray:
+    """CNN codes: the backbone's outputs for ``x`` in eval mode, as a ``float32`` numpy array ``(N, D)``.
+
+    Pass ``model.backbone`` of a :class:`TransferNet` (or any feature extractor).
+    """
+    device = get_device(device)
+    was = backbone.training
+    backbone.to(device).eval()
+    out = [backbone(x[i:i + batch_size].to(device)).flatten(1).cpu() for i in range(0, len(x), batch_size)]
+    train_mode(backbone, was)
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def linear_probe(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
+                 test_labels: np.ndarray, kind: str = "svm", C: float = 1.0) -> tuple[float, object]:
+    """Fit a linear classifier on features and score it: returns ``(test accuracy, fitted pipeline)``.
+
+    Args:
+        kind: ``"svm"`` (``LinearSVC``) or ``"logreg"`` (``LogisticRegression``); the features
+            are standardised first.
+        C: Inverse regularisation strength.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    if kind not in ("svm", "logreg"):
+        raise ValueError(f"kind must be 'svm' or 'logreg', got {kind!r}")
+    train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
+    if len(train_features) != len(train_labels) or len(test_features) != len(test_labels):
+        raise ValueError("need one label per feature row, for both the training and the test features")
+    clf = LinearSVC(C=C, max_iter=5000) if kind == "svm" else LogisticRegression(C=C, max_iter=2000)
+    pipe = make_pipeline(StandardScaler(), clf).fit(train_features, train_labels)
+    return float((pipe.predict(test_features) == test_labels).mean()), pipe
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (only those with ``requires_grad`` when ``trainable_only``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def torchvision_backbone(name: str = "resnet18", weights: str | os.PathLike | None = None,
+                         in_channels: int = 3) -> tuple[nn.Module, int]:
+    """A torchvision classification network without its last layer: ``(backbone, n_features)``.
+
+    Args:
+        name: A torchvision model with an ``fc`` head (``"resnet18"``, ``"resnet34"``, ...).
+        weights: ``None`` (random initialisation), a path to a local ``state_dict`` file (saved
+            with ``torch.save(model.state_dict(), path)``, e.g. downloaded once elsewhere), or a
+            torchvision weights name such as ``"DEFAULT"`` / ``"IMAGENET1K_V1"``, which torchvision
+            downloads (needs a network).
+        in_channels: Replace the first convolution for inputs with this many channels (1 for
+            grey images); its pretrained filters are summed over the RGB channels.
+
+    Example:
+        >>> backbone, d = torchvision_backbone("resnet18")
+        >>> model = TransferNet(backbone, d, n_classes=10)
+    """
+    import torchvision
+
+    builder = getattr(torchvision.models, name, None)
+    if builder is None:
+        raise ValueError(f"torchvision has no model named {name!r}")
+    net = builder(weights=None)
+    if weights is not None:
+        path = os.fspath(weights)
+        if os.path.exists(path):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            if [k for k in missing if not k.startswith("fc.")] or unexpected:
+                raise ValueError(f"{path} does not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        elif os.sep in path or path.endswith((".pt", ".pth")):
+            raise FileNotFoundError(f"no weights file at {path}")
+        else:
+            net = builder(weights=path)  # torchvision resolves the name and downloads the file
+    if not hasattr(net, "fc"):
+        raise ValueError(f"{name} has no 'fc' head; use a ResNet-style model")
+    n_features = net.fc.in_features
+    net.fc = nn.Identity()
+    if in_channels != 3:
+        old = net.conv1
+        new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
+        with torch.no_grad():
+            new.weight.copy_(old.weight.sum(1, keepdim=True).repeat(1, in_channels, 1, 1) / in_channels)
+        net.conv1 = new
+    return net, n_features
+
+
+def clone(model: nn.Module) -> nn.Module:
+    """A deep copy (same weights, same frozen groups)."""
+    return copy.deepcopy(model)

@@ -1,0 +1,72 @@
+"""Execute the book's notebooks in parallel, into the cache that Jupyter Book reads.
+
+``jupyter-book build`` executes notebooks one after the other. This script runs them first,
+one kernel per CPU core, each kernel on one thread (``OMP_NUM_THREADS=1``: two one-thread
+trainings side by side get more done than one two-thread training), and stores the executed
+notebooks in ``_build/.jupyter_cache``. The build then finds every notebook there
+(``execute_notebooks: cache`` in ``_config.yml``) and only renders. A notebook whose code has
+not changed since its last execution is not run again.
+
+Usage: ``python tools/execute_book.py`` from the repository root (``make book`` does it).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from jupyter_cache import get_cache
+from jupyter_cache.executors import load_executor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toc_notebooks() -> list[Path]:
+    """The notebooks listed in ``_toc.yml``, in book order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the kernels inherit it
+    notebooks = toc_notebooks()
+    cache = get_cache(str(ROOT / "_build" / ".jupyter_cache"))
+    # Longest first, so that the pool of workers ends at about the same time: the size of
+    # the code is a fair proxy for how long a lecture runs.
+    notebooks.sort(key=lambda p: -len(p.read_text()))
+    for nb in notebooks:
+        cache.add_nb_to_project(str(nb))
+    todo = [r for r in cache.list_project_records() if cache.get_cached_project_nb(r.pk) is None]
+    print(f"executing {len(todo)} of {len(notebooks)} notebooks on {os.cpu_count()} workers "
+          f"(the others are cached)", flush=True)
+    start = time.perf_counter()
+    executor = load_executor("local-parallel", cache=cache, logger=logging.getLogger("execute_book"))
+    result = executor.run_and_cache(filter_pks=[r.pk for r in todo], timeout=1800, allow_errors=False)
+    print(f"executed in {time.perf_counter() - start:.0f} s: {len(result.succeeded)} succeeded, "
+          f"{len(result.excepted)} raised, {len(result.errored)} failed to run", flush=True)
+    failed = result.excepted + result.errored
+    for uri in failed:
+        record = cache.get_project_record(uri)
+        print(f"\n--- {uri} ---\n{record.traceback or '(no traceback)'}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
