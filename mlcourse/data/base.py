@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["CharacterDataset", "carve_validation", "SPLITS"]
+__all__ = ["CharacterDataset", "carve_validation", "split_per_class", "SPLITS"]
 
 SPLITS = ("background", "validation", "evaluation")
 
@@ -78,6 +78,20 @@ class CharacterDataset(Dataset):
                                 [self.classes[c] for c in keep], [self.class_alphabets[c] for c in keep],
                                 self.transform)
 
+    def tensors(self, n_train: int | None = None, seed: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The whole set as tensors ``(x (N, 1, H, W) in [0, 1], y (N,))``, for ordinary classification.
+
+        With ``n_train``, split every class: ``n_train`` random images of each class for training,
+        the rest for testing; returns ``(x_train, y_train, x_test, y_test)``.
+        """
+        x = self.images.float().unsqueeze(1) / 255.0
+        y = torch.as_tensor(self.targets)
+        if n_train is None:
+            return x, y
+        train, test = split_per_class(self.targets, n_train, seed)
+        return x[train], y[train], x[test], y[test]
+
     def __repr__(self) -> str:
         h, w = self.images.shape[1:]
         return (f"{type(self).__name__}({len(self)} images of {h}x{w}, {self.n_classes} classes, "
@@ -106,3 +120,22 @@ def carve_validation(alphabet_sizes: dict[str, int], fraction: float, seed: int)
         chosen.add(names[i])
         count += alphabet_sizes[names[i]]
     return chosen
+
+
+def split_per_class(targets: Sequence[int] | np.ndarray, n_train: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of ``n_train`` random examples of every class, and of all the others.
+
+    Raises a clear error when a class has no more than ``n_train`` examples (nothing would be
+    left to test on).
+    """
+    targets = np.asarray(targets)
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(targets):
+        idx = rng.permutation(np.flatnonzero(targets == c))
+        if len(idx) <= n_train:
+            raise ValueError(f"class {c} has {len(idx)} examples: cannot take {n_train} for training and keep "
+                             f"some for testing; ask for at most {len(idx) - 1}")
+        train.append(idx[:n_train])
+        test.append(idx[n_train:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

@@ -116,6 +116,10 @@ def train_distilled(student: nn.Module, teacher: nn.Module | None, x: torch.Tens
     (e.g. :func:`random_shift`): the teacher labels exactly the view the student is trained on
     ("consistent teaching", Beyer et al., 2022), and the baseline gets the same augmentation.
     """
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} inputs but {len(y)} labels")
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
     device = get_device(device)
     if teacher is None:
         alpha = 0.0
@@ -125,20 +129,30 @@ def train_distilled(student: nn.Module, teacher: nn.Module | None, x: torch.Tens
         for p in teacher.parameters():
             p.requires_grad_(False)
     opt = torch.optim.Adam(student.parameters(), lr=lr)
-    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
+    # Without augmentation the teacher sees the same images every epoch: its logits are
+    # computed once (in eval mode, batched) instead of once per epoch.
+    cached = alpha > 0 and augment is None
+    columns = [x, y]
+    if cached:
+        with torch.no_grad():
+            columns.append(torch.cat([teacher(x[i:i + 512].to(device)).cpu() for i in range(0, len(x), 512)]))
+    loader = DataLoader(TensorDataset(*columns), batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
     gen = torch.Generator().manual_seed(seed + 1)
     history = DistillHistory()
     for epoch in tqdm(range(epochs), desc="distilling" if alpha > 0 else "training", disable=not progress):
         total, n = 0.0, 0
-        for xb, yb in loader:
-            xb, yb = xb.to(device), yb.to(device)
+        for batch in loader:
+            xb, yb = batch[0].to(device), batch[1].to(device)
             if augment is not None:
                 xb = augment(xb, gen)
             out = student(xb)
             if alpha > 0:
-                with torch.no_grad():
-                    t_out = teacher(xb)
+                if cached:
+                    t_out = batch[2].to(device)
+                else:
+                    with torch.no_grad():
+                        t_out = teacher(xb)
                 loss = distillation_loss(out, t_out, yb, temperature, alpha)
             else:
                 loss = F.cross_entropy(out, yb)

@@ -41,7 +41,8 @@ from ..device import get_device
 
 __all__ = ["TransferNet", "layer_groups", "freeze", "unfreeze", "frozen_groups", "train_mode", "reinit_head",
            "param_groups", "fine_tune", "FineTuneHistory", "extract_features", "linear_probe",
-           "torchvision_backbone", "count_parameters", "clone"]
+           "torchvision_backbone", "count_parameters", "clone", "reinitialise",
+           "STRATEGIES", "transfer_accuracy"]
 
 
 class TransferNet(nn.Module):
@@ -370,3 +371,61 @@ def torchvision_backbone(name: str = "resnet18", weights: str | os.PathLike | No
 def clone(model: nn.Module) -> nn.Module:
     """A deep copy (same weights, same frozen groups)."""
     return copy.deepcopy(model)
+
+
+def reinitialise(model: nn.Module, seed: int | None = None) -> nn.Module:
+    """Reset every layer's parameters (and BatchNorm statistics) to a fresh random initialisation."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    for m in model.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+STRATEGIES = ("linear SVM", "head only", "fine-tune all", "from scratch")
+
+
+def transfer_accuracy(strategy: str, source: TransferNet, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
+                      y_test: torch.Tensor, n_classes: int, epochs: int = 20, lr: float = 1e-3, decay: float = 1.0,
+                      freeze_depth: int = 0, seed: int = 0, batch_size: int = 64,
+                      device: torch.device | str | None = None) -> float:
+    """Test accuracy of one way of using a pre-trained ``source`` model on a target task.
+
+    The source model is never modified (every strategy works on a copy).
+
+    Args:
+        strategy: ``"linear SVM"`` (CNN codes of the frozen backbone, a linear SVM),
+            ``"head only"`` (frozen backbone, a new linear head trained with Adam),
+            ``"fine-tune all"`` (new head, every layer trained from the source weights; with
+            ``freeze_depth=k`` the first ``k`` groups stay frozen) or ``"from scratch"``
+            (same architecture, random initialisation, every layer trained).
+        x, y: Target training data; ``x_test``, ``y_test``: held-out target data.
+        n_classes: Classes of the target task.
+        epochs, lr, decay, batch_size: As in :func:`fine_tune` (``decay`` < 1 gives the lower
+            layers smaller learning rates).
+        seed: Seeds the new head (or the whole network from scratch) and the batch order.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+    y_max = int(max(y.max(), y_test.max()))
+    if y_max >= n_classes:
+        raise ValueError(f"labels go up to {y_max} but n_classes={n_classes}")
+    if strategy == "linear SVM":
+        train_codes = extract_features(source.backbone, x, device=device)
+        test_codes = extract_features(source.backbone, x_test, device=device)
+        return linear_probe(train_codes, y.numpy(), test_codes, y_test.numpy(), kind="svm", C=0.1)[0]
+    model = clone(source)
+    if strategy == "from scratch":
+        reinitialise(model, seed)
+    unfreeze(model)
+    reinit_head(model, n_classes, seed=seed)
+    if strategy == "head only":
+        freeze(model, len(layer_groups(model)) - 1)
+    elif freeze_depth:
+        freeze(model, freeze_depth)
+    fine_tune(model, x, y, epochs=epochs, lr=lr, decay=decay, batch_size=batch_size, seed=seed, device=device,
+              progress=False)
+    return _accuracy(model, x_test, y_test, get_device(device), 256)

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlcourse.transfer import distillation_loss, soft_target_loss, train_distilled
+from mlcourse.transfer import distillation_loss, random_shift, soft_target_loss, train_distilled
 
 
 def test_soft_term_is_zero_when_logits_match_and_positive_otherwise():
@@ -71,3 +71,68 @@ def test_student_moves_towards_the_teacher():
     after = soft_target_loss(student(x), teacher(x)).item()
     assert after < 0.5 * before and hist.loss[-1] < hist.loss[0]
     assert all(p.requires_grad is False for p in teacher.parameters()) and not teacher.training
+
+
+def test_cached_teacher_logits_give_the_same_training_as_asking_the_teacher_each_batch():
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    teacher = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    runs = []
+    for augment in (None, lambda xb, gen: xb):  # an identity augmentation makes the trainer ask the teacher
+        torch.manual_seed(1)
+        student = nn.Linear(6, 3)
+        hist = train_distilled(student, teacher, x, y, epochs=3, batch_size=8, progress=False, augment=augment)
+        runs.append((hist.loss, student.weight.detach().clone()))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-5)
+    torch.testing.assert_close(runs[0][1], runs[1][1], rtol=1e-4, atol=1e-5)
+
+
+def test_random_shift_moves_images_without_changing_them():
+    x = torch.zeros(5, 1, 9, 9)
+    x[:, :, 4, 4] = 1.0
+    out = random_shift(x, torch.Generator().manual_seed(0), max_shift=2)
+    assert out.shape == x.shape and torch.all(out.sum((1, 2, 3)) == 1)
+    rows, cols = torch.nonzero(out[:, 0], as_tuple=True)[1:]
+    assert rows.min() >= 2 and rows.max() <= 6 and cols.min() >= 2 and cols.max() <= 6
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        random_shift(torch.zeros(3, 9, 9), torch.Generator())
+
+
+def test_distilled_student_beats_the_student_from_scratch():
+    """The bar: on each fixed seed, distillation from a bigger teacher beats training on the labels.
+
+    The setting of lecture 7: 100 FontGlot classes, 10 images per class to learn from and 10 to
+    test on; a Conv4 with 64 filters teaches a Conv4 with 16 (13 times fewer parameters). One
+    thread, so that the runs are the same on every machine.
+    """
+    from mlcourse.backbones import Conv4
+    from mlcourse.data import FontGlot
+    from mlcourse.transfer import TransferNet, fine_tune
+
+    data = FontGlot("background", progress=False).subset_classes(100, seed=0)
+    x, y, x_test, y_test = data.tensors(n_train=10, seed=0)
+
+    def accuracy(model):
+        model.eval()
+        with torch.no_grad():
+            return (model(x_test).argmax(1) == y_test).float().mean().item()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        teacher = TransferNet(Conv4(hidden=64), 64, 100)
+        fine_tune(teacher, x, y, epochs=20, lr=3e-3, progress=False)
+        gains = []
+        for seed in (0, 1):
+            acc = []
+            for t in (None, teacher):
+                torch.manual_seed(seed)
+                student = TransferNet(Conv4(hidden=16), 16, 100)
+                train_distilled(student, t, x, y, epochs=60, temperature=4.0, alpha=0.9, seed=seed, progress=False)
+                acc.append(accuracy(student))
+            gains.append(acc[1] - acc[0])
+    finally:
+        torch.set_num_threads(threads)
+    assert accuracy(teacher) > 0.75
+    assert min(gains) > 0.1, gains
