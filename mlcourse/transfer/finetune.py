@@ -172,12 +172,14 @@ def reinit_head(model: TransferNet, n_classes: int | None = None, seed: int | No
     return model
 
 
-def param_groups(model: nn.Module, lr: float, decay: float = 1.0) -> list[dict]:
+def param_groups(model: nn.Module, lr: float, decay: float = 1.0, head_lr: float | None = None) -> list[dict]:
     """Optimizer parameter groups with discriminative learning rates.
 
     The top group (the head) gets ``lr``, the one below ``lr * decay``, then ``lr * decay**2``
-    and so on towards the input (ULMFiT uses ``decay = 1 / 2.6``). Frozen parameters are left
-    out; parameters outside every group get ``lr``.
+    and so on towards the input (ULMFiT uses ``decay = 1 / 2.6``). With ``head_lr`` the head
+    gets its own rate (a freshly initialised head can take larger steps than pre-trained
+    layers), the group below it ``lr``, the next ``lr * decay`` and so on. Frozen parameters are left out; parameters outside every group
+    get ``lr``.
     """
     if not 0 <= decay <= 1:
         raise ValueError(f"decay must lie in [0, 1] (earlier layers learn more slowly), got {decay}")
@@ -188,7 +190,11 @@ def param_groups(model: nn.Module, lr: float, decay: float = 1.0) -> list[dict]:
         params = [p for m in modules for p in m.parameters() if p.requires_grad and id(p) not in seen]
         seen.update(id(p) for p in params)
         if params:
-            out.append({"params": params, "lr": lr * decay ** depth, "name": name})
+            if head_lr is None:
+                rate = lr * decay ** depth
+            else:  # the head has its own rate; the top pre-trained group gets lr
+                rate = head_lr if depth == 0 else lr * decay ** (depth - 1)
+            out.append({"params": params, "lr": rate, "name": name})
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in seen]
     if rest:
         out.append({"params": rest, "lr": lr, "name": "other"})
@@ -219,7 +225,8 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.
 
 
 def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 10, lr: float = 1e-3,
-              decay: float = 1.0, gradual: bool = False, weight_decay: float = 0.0, batch_size: int = 64,
+              decay: float = 1.0, head_lr: float | None = None, gradual: bool = False,
+              weight_decay: float = 0.0, batch_size: int = 64,
               eval_data: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
               device: torch.device | str | None = None, progress: bool = True) -> FineTuneHistory:
     """Train ``model`` with Adam and cross-entropy, respecting what is frozen.
@@ -228,6 +235,7 @@ def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 
         model: Trained in place; groups frozen with :func:`freeze` stay fixed.
         x, y: Training inputs and labels.
         lr: Learning rate of the head; lower groups get ``lr * decay**depth`` (:func:`param_groups`).
+        head_lr: Learning rate of the top group alone, if different.
         gradual: Gradual unfreezing: the first epoch trains only the top group that is
             trainable now, each later epoch unfreezes one more group below it.
         eval_data: ``(x, y)`` to measure accuracy on after every epoch.
@@ -257,7 +265,7 @@ def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 
             unfreeze(model, [schedule[-1 - epoch]])
             opt = None
         if opt is None:  # (re)built when the trainable set changes; Adam state restarts
-            opt = torch.optim.Adam(param_groups(model, lr, decay), weight_decay=weight_decay)
+            opt = torch.optim.Adam(param_groups(model, lr, decay, head_lr), weight_decay=weight_decay)
         train_mode(model)
         total, n = 0.0, 0
         for xb, yb in loader:
@@ -390,7 +398,7 @@ STRATEGIES = ("linear SVM", "head only", "fine-tune all", "from scratch")
 
 def transfer_accuracy(strategy: str, source: TransferNet, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
                       y_test: torch.Tensor, n_classes: int, epochs: int = 20, lr: float = 1e-3, decay: float = 1.0,
-                      freeze_depth: int = 0, seed: int = 0, batch_size: int = 64,
+                      head_lr: float | None = None, freeze_depth: int = 0, seed: int = 0, batch_size: int = 64,
                       device: torch.device | str | None = None) -> float:
     """Test accuracy of one way of using a pre-trained ``source`` model on a target task.
 
@@ -404,8 +412,8 @@ def transfer_accuracy(strategy: str, source: TransferNet, x: torch.Tensor, y: to
             (same architecture, random initialisation, every layer trained).
         x, y: Target training data; ``x_test``, ``y_test``: held-out target data.
         n_classes: Classes of the target task.
-        epochs, lr, decay, batch_size: As in :func:`fine_tune` (``decay`` < 1 gives the lower
-            layers smaller learning rates).
+        epochs, lr, decay, head_lr, batch_size: As in :func:`fine_tune` (``decay`` < 1 gives the
+            lower layers smaller learning rates; ``head_lr`` is the rate of the new head).
         seed: Seeds the new head (or the whole network from scratch) and the batch order.
     """
     if strategy not in STRATEGIES:
@@ -426,6 +434,6 @@ def transfer_accuracy(strategy: str, source: TransferNet, x: torch.Tensor, y: to
         freeze(model, len(layer_groups(model)) - 1)
     elif freeze_depth:
         freeze(model, freeze_depth)
-    fine_tune(model, x, y, epochs=epochs, lr=lr, decay=decay, batch_size=batch_size, seed=seed, device=device,
-              progress=False)
+    fine_tune(model, x, y, epochs=epochs, lr=lr, decay=decay, head_lr=head_lr, batch_size=batch_size, seed=seed,
+              device=device, progress=False)
     return _accuracy(model, x_test, y_test, get_device(device), 256)

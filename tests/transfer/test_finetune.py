@@ -144,3 +144,23 @@ def test_torchvision_resnet18_with_random_and_local_weights(tmp_path):
         torchvision_backbone("resnet18", weights=tmp_path / "missing.pth")
     with pytest.raises(ValueError, match="no model named"):
         torchvision_backbone("resnet_nope")
+
+
+def test_head_learning_rate_and_transfer_strategies_leave_the_source_untouched():
+    from mlcourse.transfer.finetune import STRATEGIES, transfer_accuracy
+
+    net = small_net()
+    groups = param_groups(net, lr=1e-3, decay=0.5, head_lr=1e-2)
+    assert [g["lr"] for g in groups] == [1e-2, 1e-3, 5e-4, 2.5e-4, 1.25e-4]
+    x, y = toy_data(n=60)
+    before = state(net)
+    for strategy in STRATEGIES:
+        acc = transfer_accuracy(strategy, net, x[::2], y[::2], x[1::2], y[1::2], n_classes=3, epochs=2,
+                                head_lr=1e-2)
+        assert 0 <= acc <= 1
+    after = state(net)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        transfer_accuracy("magic", net, x, y, x, y, 3)
+    with pytest.raises(ValueError, match="n_classes"):
+        transfer_accuracy("head only", net, x, y, x, y, 2)
