@@ -132,7 +132,8 @@ def test_read_notebook_accepts_a_real_notebook(episodes_solution):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, points", [("02_protonet", 6), ("03_maml", 7), ("04_black_box", 6),
-                                          ("05_learned_optimizers", 6)])
+                                          ("05_learned_optimizers", 6), ("06_transfer", 6),
+                                          ("07_distillation", 6), ("08_domain_adaptation", 6)])
 def test_each_assignment_grades_solution_full_and_untouched_exercise_zero(name, points, tmp_path):
     solved = grade(REPO / "solutions" / f"{name}.ipynb", feedback_dir=tmp_path / "sol")
     assert solved.status == "graded", solved.error
