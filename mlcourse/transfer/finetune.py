@@ -178,8 +178,8 @@ def param_groups(model: nn.Module, lr: float, decay: float = 1.0, head_lr: float
     The top group (the head) gets ``lr``, the one below ``lr * decay``, then ``lr * decay**2``
     and so on towards the input (ULMFiT uses ``decay = 1 / 2.6``). With ``head_lr`` the head
     gets its own rate (a freshly initialised head can take larger steps than pre-trained
-    layers), the group below it ``lr``, the next ``lr * decay`` and so on. Frozen parameters are left out; parameters outside every group
-    get ``lr``.
+    layers), the group below it ``lr``, the next ``lr * decay`` and so on. Frozen parameters
+    are left out; parameters outside every group get ``lr``.
     """
     if not 0 <= decay <= 1:
         raise ValueError(f"decay must lie in [0, 1] (earlier layers learn more slowly), got {decay}")

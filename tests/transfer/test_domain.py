@@ -110,7 +110,7 @@ def test_domain_adaptation_runs_and_errors(digits):
 
 
 def test_dann_beats_source_only_on_the_handwritten_digits():
-    """The bar: averaged over fixed seeds, DANN ends above the source-only network on the target.
+    """The bar: on each fixed seed DANN ends above the source-only network on the target, by 1.5 points on average.
 
     One thread, so that the runs are the same on every machine (the order of floating-point
     sums changes with the number of threads, and with it the trained networks).
@@ -134,4 +134,4 @@ def test_dann_beats_source_only_on_the_handwritten_digits():
             gains.append(acc["dann"] - acc["source_only"])
     finally:
         torch.set_num_threads(threads)
-    assert np.mean(gains) > 0.01, gains
+    assert min(gains) > 0 and np.mean(gains) > 0.015, gains

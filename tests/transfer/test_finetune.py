@@ -128,7 +128,8 @@ def test_torchvision_resnet18_with_random_and_local_weights(tmp_path):
     backbone, d = torchvision_backbone("resnet18", in_channels=1)
     assert d == 512
     net = TransferNet(backbone, d, 4)
-    assert [n for n, _ in layer_groups(net)] == ["backbone.stem"] + [f"backbone.layer{i}" for i in range(1, 5)] + ["head"]
+    stages = [f"backbone.layer{i}" for i in range(1, 5)]
+    assert [n for n, _ in layer_groups(net)] == ["backbone.stem", *stages, "head"]
     x = torch.rand(2, 1, 32, 32)
     assert net.eval()(x).shape == (2, 4)
     freeze(net, 5)
