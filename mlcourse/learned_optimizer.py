@@ -14,7 +14,7 @@ paper, the optimizee's second derivatives are dropped: the gradient ``g_t`` fed 
 a constant for the meta-gradient (``dg_t / dphi = 0``), so only first derivatives of ``f``
 are needed.
 
-Gradients span many orders of magnitude, so they are preprocessed (the paper's appendix):
+Gradients span many orders of magnitude, so they are preprocessed (the paper's appendix)::
 
     g -> (log|g| / p, sign g)   if |g| >= e^-p,        (-1, e^p g)   otherwise.
 
@@ -319,7 +319,7 @@ HAND_DESIGNED = {
 
 
 def run_torch_optimizer(name: str, lr: float, problems, steps: int = 100) -> tuple[np.ndarray, torch.Tensor]:
-    """Optimise ``problems`` with a hand-designed optimiser from :data:`HAND_DESIGNED`.
+    """Optimise ``problems`` with a hand-designed optimiser from ``HAND_DESIGNED``.
 
     The problems of the batch are independent and these optimisers act coordinate by
     coordinate (SGD, momentum) or per coordinate statistics (RMSprop, Adam), so optimising

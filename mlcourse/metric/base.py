@@ -1,7 +1,7 @@
 """The shared shape of metric-based few-shot classifiers: embed, compare with the support set.
 
 Every method here embeds support and query images with a backbone, then scores each
-(query, class) pair from the embeddings. Subclasses implement :meth:`scores`; the rest
+(query, class) pair from the embeddings. Subclasses implement ``scores``; the rest
 (embedding, prediction, the loss, the rejection score for open-set queries) is shared.
 """
 from __future__ import annotations

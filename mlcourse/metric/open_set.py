@@ -41,7 +41,7 @@ def open_set_evaluation(model: FewShotClassifier, dataset: Dataset, n_way: int =
     ``embeddings`` (from ``embed_dataset(model, dataset)``) skips embedding the data again.
 
     Returns:
-        For each name in :data:`REJECTION_SCORES`: ``{"auroc": mean, "ci": half_width,
+        For each name in ``REJECTION_SCORES``: ``{"auroc": mean, "ci": half_width,
         "scores": all scores, "unknown": all 0/1 labels}`` (the last two for an ROC plot).
     """
     device = get_device(device)
