@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install book test test-unit test-notebooks lab exercises data clean bench
+.PHONY: install book test test-unit test-notebooks lab kernel exercises data clean bench
 
 install: $(STAMP)
 
@@ -32,8 +32,13 @@ test-unit: $(STAMP)
 test-notebooks: $(STAMP)
 	MLCOURSE_QUICK=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider lectures solutions
 
-lab: $(STAMP)
+# JupyterLab on the repository; the course environment is also registered as the kernel
+# "Python (mlcourse)" for the user, so that any other Jupyter can run the notebooks with it.
+lab: kernel
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+kernel: $(STAMP)
+	$(BIN)/python -m ipykernel install --user --name mlcourse --display-name "Python (mlcourse)"
 
 exercises: $(STAMP)
 	$(BIN)/mlcourse exercises
