@@ -1,0 +1,190 @@
+"""Grade one submitted notebook: read, assemble, execute in a sandbox, score, give feedback.
+
+:func:`grade` never raises and never modifies the submission: it reads its bytes once, and
+every outcome (not a notebook, an unknown exercise, a kernel killed for memory or time, a
+failure of the grader itself) is a :class:`GradeResult` with a ``status`` and a reason.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .assemble import assemble, graded_cells, read_notebook
+from .execute import Limits, execute, interrupted_cells, score_cells
+from .feedback import feedback_html
+from .release import REPO
+
+__all__ = ["GradeResult", "grade", "find_assignment", "resolve_isolation", "default_hidden"]
+
+
+@dataclass
+class GradeResult:
+    """The outcome of grading one submission.
+
+    ``status`` is ``"graded"`` (every cell ran; failures score 0), ``"memory"`` or
+    ``"timeout"`` (the kernel was killed; cells that ran keep their points), ``"died"``
+    (the kernel crashed), ``"invalid"`` (not a notebook, or an unknown exercise) or
+    ``"error"`` (the grader failed; ``error`` says how). ``error`` explains any status but
+    ``"graded"``; ``notes`` list the repairs made to the submission.
+    """
+
+    notebook: str
+    assignment: str | None
+    status: str
+    student: str = "student"
+    score: float = 0.0
+    max_score: float = 0.0
+    cells: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    feedback: str | None = None
+    error: str | None = None
+    sha256: str | None = None
+    seconds: float = 0.0
+    peak_mb: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def summary(self) -> str:
+        head = f"{self.notebook} ({self.assignment})"
+        if self.status in ("invalid", "error"):
+            return f"{self.notebook}: {self.status.upper()}: {self.error}"
+        width = max((len(c["name"]) for c in self.cells), default=5)
+        lines = [head] + [f"  {c['name']:<{width}}  {c['score']:g} / {c['max_score']:g}  {c['status']}"
+                          for c in self.cells]
+        lines.append(f"  {'total':<{width}}  {self.score:g} / {self.max_score:g}")
+        lines += [f"  {self.status.upper()}: {self.error}"] if self.status != "graded" else []
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.feedback:
+            lines.append(f"  feedback: {self.feedback}")
+        return "\n".join(lines)
+
+
+def _ids(nb) -> set:
+    return {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
+
+
+def find_assignment(nb: nbformat.NotebookNode, path: Path, solutions: Path) -> str:
+    """The exercise a submission answers: its file name, else the one sharing most cell ids."""
+    sources = sorted(Path(solutions).glob("*.ipynb"))
+    if not sources:
+        raise FileNotFoundError(f"no instructor notebooks in {solutions}: grade from a checkout of the course "
+                                "or pass --solutions")
+    names = [s.stem for s in sources]
+    if path.stem in names:
+        return path.stem
+    ids = _ids(nb)
+    overlap = {s.stem: len(ids & _ids(nbformat.read(s, as_version=4))) for s in sources}
+    best = max(overlap, key=overlap.get)
+    if not overlap[best]:
+        raise ValueError(f"cannot tell which exercise {path.name} is (file name and graded cells match none of "
+                         f"{names}); pass --assignment NAME")
+    return best
+
+
+def default_hidden(solutions: Path, extra: list[Path] = ()) -> list[str]:
+    """What a grading kernel must not see: instructor notebooks, the git objects, other submissions."""
+    paths = {Path(solutions).resolve(), REPO / "solutions", REPO / ".git", *(Path(p).resolve() for p in extra)}
+    needed = [Path(sys.prefix).resolve(), Path(__file__).resolve().parents[1]]
+    for p in paths:
+        for n in needed:
+            if n == p or p in n.parents:
+                raise ValueError(f"{p} holds {n}, which the grading kernels need: keep submissions, outputs and "
+                                 "solutions in folders of their own")
+    return sorted(str(p) for p in paths if p.exists())
+
+
+def resolve_isolation(requested: str = "auto") -> tuple[str, str]:
+    """``(mode, why)``: ``"namespace"`` where available, ``"none"`` otherwise; ``"namespace"`` is required if asked."""
+    from .sandbox import isolation_available
+
+    if requested == "none":
+        return "none", "isolation turned off"
+    ok, why = isolation_available()
+    if ok:
+        return "namespace", "kernels run as an unprivileged user in a mount namespace that hides the solutions"
+    if requested == "namespace":
+        raise RuntimeError(f"isolation 'namespace' was asked for but is not available: {why}. Grade as root on "
+                           "Linux (a container or a CI runner), or pass --isolation none for a trusted run")
+    return "none", f"kernels run as this user and could read the solutions ({why})"
+
+
+def grade(submission: str | Path, assignment: str | None = None, solutions: Path = REPO / "solutions",
+          feedback_dir: Path | None = None, limits: Limits | None = None, student: str | None = None,
+          feedback_name: str | None = None) -> GradeResult:
+    """Autograde one submitted notebook in a sandboxed kernel.
+
+    Args:
+        submission: The student's notebook (never modified).
+        assignment: Exercise name (stem of a ``solutions`` notebook); guessed from the file
+            name, then from the graded cells, when omitted.
+        solutions: Folder of instructor notebooks.
+        feedback_dir: Where to write the feedback HTML (default ``./feedback``).
+        limits: Time, memory and isolation of the kernel (default: :class:`Limits` with
+            namespace isolation where available).
+        student: Name in the result and the feedback (default: the file's stem).
+        feedback_name: File name of the feedback page (default ``<student>.html``).
+
+    Returns:
+        A :class:`GradeResult`; bad input or a failing kernel gives a status, never an exception.
+    """
+    start = time.perf_counter()
+    path = Path(submission)
+    solutions = Path(solutions)
+    result = GradeResult(str(path), assignment, "error", student=student or path.stem)
+    try:
+        data = path.read_bytes()
+        result.sha256 = hashlib.sha256(data).hexdigest()
+        nb = read_notebook(data, path.name)
+        result.assignment = assignment or find_assignment(nb, path, solutions)
+        source_path = solutions / f"{result.assignment}.ipynb"
+        if not source_path.exists():
+            raise ValueError(f"no exercise named {result.assignment!r} in {solutions}")
+    except (OSError, ValueError) as err:
+        result.status, result.error = "invalid", str(err)
+        result.seconds = time.perf_counter() - start
+        return _write_feedback(result, None, feedback_dir, feedback_name)
+    try:
+        source = nbformat.read(source_path, as_version=4)
+        result.max_score = sum(points for _, points in graded_cells(source))
+        if limits is None:
+            mode, _ = resolve_isolation("auto")
+            limits = Limits(isolation=mode, hide=default_hidden(solutions))
+        assembled = assemble(source, nb)
+        result.notes = assembled.notes
+        run = execute(assembled.notebook, limits)
+        result.cells = score_cells(run)
+        result.score = sum(c["score"] for c in result.cells)
+        result.notes += interrupted_cells(run)
+        result.peak_mb = run.peak_mb
+        if run.killed:
+            result.status, result.error = run.killed["reason"], run.killed["detail"]
+        elif run.error:
+            result.status, result.error = "error", f"the kernel could not run the notebook: {run.error}"
+        else:
+            result.status = "graded"
+    except Exception:  # the grader's own failure: keep the submission's row and the reason
+        result.status, result.error = "error", traceback.format_exc(limit=5)[-2000:]
+    result.seconds = round(time.perf_counter() - start, 2)
+    return _write_feedback(result, source if result.cells else None, feedback_dir, feedback_name)
+
+
+def _write_feedback(result: GradeResult, source, feedback_dir: Path | None, name: str | None) -> GradeResult:
+    out = Path(feedback_dir) if feedback_dir else Path.cwd() / "feedback"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / (name or f"{result.student}.html")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        empty = nbformat.v4.new_notebook()
+        target.write_text(feedback_html(result, source if source is not None else empty))
+        result.feedback = str(target)
+    except OSError as err:
+        result.notes.append(f"feedback not written: {err}")
+    return result

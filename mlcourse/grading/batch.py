@@ -1,0 +1,216 @@
+"""Grade a whole class: a folder of submissions in, a gradebook CSV and feedback pages out.
+
+Two layouts are read, and may be mixed:
+
+- flat: ``FOLDER/<student>.ipynb`` (one notebook per student; any other file there gets an
+  ``invalid`` row, as it is most likely a wrong upload);
+- nbgrader's: ``FOLDER/<student>/<assignment>/<notebook>.ipynb`` (e.g. ``submitted/``).
+
+Each submission is graded in a process of its own (``workers`` at a time), each kernel in
+the sandbox of :mod:`mlcourse.grading.sandbox` with its own user id. Every submission gets
+exactly one row, whatever happens: the result of each is saved to ``OUT/results/`` as soon
+as it is known, so an interrupted batch loses nothing, and a rerun grades only what is new
+or changed (same bytes, same result) unless ``regrade=True``.
+
+Outputs: ``OUT/gradebook.csv`` (one row per submission, one column per test cell),
+``OUT/feedback/<student>[/<assignment>].html`` (for the students), ``OUT/results/*.json``.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from .autograde import GradeResult, default_hidden, resolve_isolation
+from .execute import Limits
+from .release import REPO
+
+__all__ = ["Submission", "collect_submissions", "grade_class", "write_gradebook"]
+
+UID_BASE = 61000
+
+
+@dataclass
+class Submission:
+    """One student's file for one exercise (``assignment`` None: guessed from the notebook)."""
+
+    student: str
+    path: Path
+    assignment: str | None = None
+    problem: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.student}/{self.assignment}" if self.assignment else self.student
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith((".", "__")) and path.name != "gradebook.db"
+
+
+def collect_submissions(folder: str | Path) -> list[Submission]:
+    """Every submission under ``folder`` (flat or nbgrader layout), sorted by student."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder of submissions")
+    subs: list[Submission] = []
+    for entry in sorted(p for p in folder.iterdir() if _visible(p)):
+        if entry.is_file():
+            wrong = None if entry.suffix == ".ipynb" else f"{entry.name} is not a notebook (.ipynb): submit the notebook"
+            subs.append(Submission(entry.stem if entry.suffix == ".ipynb" else entry.name, entry, problem=wrong))
+        elif entry.is_dir():
+            assignments = sorted(p for p in entry.iterdir() if p.is_dir() and _visible(p))
+            if not assignments:
+                subs.append(Submission(entry.name, entry, problem=f"no assignment folder in {entry.name}/ "
+                                                                  "(expected <student>/<assignment>/<notebook>.ipynb)"))
+            for folder_a in assignments:
+                notebooks = sorted(p for p in folder_a.glob("*.ipynb") if _visible(p))
+                named = [p for p in notebooks if p.stem == folder_a.name]
+                if len(notebooks) == 1 or named:
+                    subs.append(Submission(entry.name, (named or notebooks)[0], folder_a.name))
+                else:
+                    why = "no notebook" if not notebooks else f"{len(notebooks)} notebooks and none named " \
+                                                              f"{folder_a.name}.ipynb"
+                    subs.append(Submission(entry.name, folder_a, folder_a.name, problem=f"{why} in {folder_a}"))
+    students = [s.key for s in subs]
+    for s in subs:  # the same stem twice in a flat folder (alice.ipynb, alice.txt): use the file name
+        if students.count(s.key) > 1 and s.assignment is None:
+            s.student = s.path.name
+    return subs
+
+
+def _sha(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _grade_in_process(sub: Submission, solutions: Path, out: Path, limits: Limits, slot: int) -> GradeResult:
+    spec = {"notebook": str(sub.path), "assignment": sub.assignment, "solutions": str(solutions),
+            "feedback_dir": str(out / "feedback"), "feedback_name": f"{sub.key}.html", "student": sub.student,
+            "limits": asdict(replace(limits, uid=UID_BASE + slot))}
+    with tempfile.TemporaryDirectory(prefix="mlcourse-job-") as tmp:
+        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_path.write_text(json.dumps(spec))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "mlcourse.grading.worker", str(spec_path), str(result_path)],
+                                  capture_output=True, text=True, timeout=limits.timeout + 300)
+            if result_path.exists():
+                return GradeResult(**json.loads(result_path.read_text()))
+            why = f"the grading process exited with code {proc.returncode}: {proc.stderr[-1500:]}"
+        except subprocess.TimeoutExpired:
+            why = f"the grading process did not finish within {limits.timeout + 300:.0f} s"
+    return GradeResult(str(sub.path), sub.assignment, "error", student=sub.student, error=why, sha256=_sha(sub.path))
+
+
+FIELDS = ["student", "assignment", "status", "score", "max_score", "seconds", "peak_mb", "message", "notes",
+          "notebook", "sha256"]
+
+
+def write_gradebook(results: list[GradeResult], path: Path) -> None:
+    """One row per result, one column per graded cell (in the exercises' order)."""
+    cells: list[str] = []
+    for r in results:
+        cells += [c["name"] for c in r.cells if c["name"] not in cells]
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS + cells)
+        writer.writeheader()
+        for r in sorted(results, key=lambda r: (r.student, r.assignment or "")):
+            row = {k: getattr(r, k) for k in FIELDS if k not in ("message", "notes")}
+            row.update(message=(r.error or "").strip().splitlines()[-1][:300] if r.error else "",
+                       notes="; ".join(r.notes))
+            row.update({c["name"]: c["score"] for c in r.cells})
+            writer.writerow(row)
+    tmp.replace(path)
+
+
+def grade_class(folder: str | Path, out: str | Path = "grades", assignment: str | None = None,
+                solutions: str | Path = REPO / "solutions", workers: int | None = None,
+                limits: Limits | None = None, isolation: str = "auto", regrade: bool = False,
+                progress: bool = True) -> list[GradeResult]:
+    """Grade every submission under ``folder`` in parallel; write the gradebook and feedback to ``out``.
+
+    Args:
+        folder: Submissions, flat or in nbgrader's ``<student>/<assignment>/`` layout.
+        out: Output folder (``gradebook.csv``, ``feedback/``, ``results/``).
+        assignment: Exercise name for a flat folder (default: guessed per notebook).
+        solutions: Folder of instructor notebooks (hidden from the kernels).
+        workers: Submissions graded at a time (default: the number of CPU cores).
+        limits: Cell timeout, notebook timeout and memory of each kernel.
+        isolation: ``"auto"``, ``"namespace"`` (required: fail if unavailable) or ``"none"``.
+        regrade: Grade again submissions whose bytes did not change since the last run.
+        progress: Show a progress bar.
+
+    Returns:
+        One :class:`GradeResult` per submission, sorted by student.
+    """
+    from tqdm.auto import tqdm
+
+    from ..config import data_dir
+
+    folder, out, solutions = Path(folder).resolve(), Path(out).resolve(), Path(solutions).resolve()
+    if not list(solutions.glob("*.ipynb")):
+        raise ValueError(f"no instructor notebooks in {solutions}: pass --solutions")
+    subs = collect_submissions(folder)
+    mode, why = resolve_isolation(isolation)
+    base = limits or Limits()
+    limits = replace(base, isolation=mode, hide=default_hidden(solutions, [folder, out]),
+                     data=base.data or str(data_dir()))
+    workers = max(1, workers or os.cpu_count() or 1)
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    if progress:
+        print(f"grading {len(subs)} submissions from {folder} with {workers} workers; isolation {mode}: {why}",
+              flush=True)
+    results: dict[str, GradeResult] = {}
+    todo = []
+    for sub in subs:
+        saved = out / "results" / f"{sub.key.replace('/', '__')}.json"
+        if sub.problem:
+            results[sub.key] = GradeResult(str(sub.path), sub.assignment, "invalid", student=sub.student,
+                                           error=sub.problem)
+        elif saved.exists() and not regrade:
+            old = GradeResult(**json.loads(saved.read_text()))
+            if old.sha256 and old.sha256 == _sha(sub.path) and old.status != "error":
+                results[sub.key] = old
+                continue
+            todo.append(sub)
+        else:
+            todo.append(sub)
+    slots: queue.Queue[int] = queue.Queue()
+    for i in range(workers):
+        slots.put(i)
+
+    def job(sub: Submission) -> GradeResult:
+        slot = slots.get()
+        try:
+            return _grade_in_process(sub, solutions, out, limits, slot)
+        finally:
+            slots.put(slot)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(job, sub): sub for sub in todo}
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
+            sub = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as err:  # never lose a row
+                result = GradeResult(str(sub.path), sub.assignment, "error", student=sub.student, error=repr(err))
+            results[sub.key] = result
+            saved = out / "results" / f"{sub.key.replace('/', '__')}.json"
+            saved.write_text(result.to_json())
+    for sub in subs:  # a row for every submission, even one the loop above could not save
+        results.setdefault(sub.key, GradeResult(str(sub.path), sub.assignment, "error", student=sub.student,
+                                                error="not graded"))
+    ordered = sorted(results.values(), key=lambda r: (r.student, r.assignment or ""))
+    write_gradebook(ordered, out / "gradebook.csv")
+    return ordered

@@ -1,0 +1,157 @@
+"""Run an assembled notebook in a sandboxed kernel and score its test cells.
+
+A test cell earns its points when it runs without an error, as in nbgrader. The kernel is
+started through :mod:`mlcourse.grading.sandbox` (see there for the limits and the isolation);
+this module drives it cell by cell with ``nbclient``: a cell that runs longer than
+``cell_timeout`` is interrupted and scores 0, and when the launcher kills the kernel (memory,
+total time) or the kernel dies, the cells that did not run score 0 and the reason is kept.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .assemble import graded_cells
+
+__all__ = ["Limits", "Execution", "execute", "interrupted_cells", "score_cells", "SANDBOX"]
+
+SANDBOX = Path(__file__).with_name("sandbox.py")  # run by path: the launcher must not import torch
+
+
+@dataclass
+class Limits:
+    """Resources of one grading kernel.
+
+    Attributes:
+        cell_timeout: Seconds a cell may run before it is interrupted (it then scores 0).
+        timeout: Seconds the whole notebook may run before the kernel is killed.
+        memory_mb: Resident memory of the kernel and its children before it is killed.
+        isolation: ``"namespace"`` (hidden paths, another user; needs root) or ``"none"``.
+        hide: Paths the kernel must not see (namespace isolation only).
+        uid: User id the kernel runs as (namespace isolation only).
+        data: Data cache the kernel gets a private copy of.
+    """
+
+    cell_timeout: float = 300
+    timeout: float = 1200
+    memory_mb: float = 4096
+    isolation: str = "none"
+    hide: list[str] = field(default_factory=list)
+    uid: int = 61000
+    data: str | None = None
+
+
+@dataclass
+class Execution:
+    """What happened: replies per cell index, and why the kernel ended early (if it did)."""
+
+    notebook: nbformat.NotebookNode
+    replies: dict[int, dict] = field(default_factory=dict)
+    killed: dict | None = None
+    error: str | None = None
+    peak_mb: float | None = None
+
+
+def _kernelspec(folder: Path, limits: Limits, report: Path) -> None:
+    argv = [sys.executable, str(SANDBOX), "--report", str(report), "--memory-mb", str(limits.memory_mb),
+            "--root", str(folder), "--log", str(folder / "kernel.log"),
+            "--wall-s", str(limits.timeout), "--isolation", limits.isolation, "--uid", str(limits.uid)]
+    for path in limits.hide:
+        argv += ["--hide", str(path)]
+    if limits.data:
+        argv += ["--data", str(limits.data)]
+    argv += ["--", sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = folder / "kernels" / "mlcourse-grading"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "mlcourse grading",
+                                                  "language": "python", "interrupt_mode": "signal"}))
+
+
+def execute(nb: nbformat.NotebookNode, limits: Limits) -> Execution:
+    """Execute every code cell of ``nb`` (in place) in a sandboxed kernel; never raises."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+    from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
+
+    run = Execution(nb)
+    with tempfile.TemporaryDirectory(prefix="mlcourse-exec-") as tmp:
+        folder = Path(tmp)
+        os.chmod(folder, 0o711)  # the kernel's user may enter it to reach its own working folder
+        report = folder / "report.json"
+        _kernelspec(folder, limits, report)
+        ksm = KernelSpecManager(kernel_dirs=[str(folder / "kernels")])
+        km = AsyncKernelManager(kernel_name="mlcourse-grading", kernel_spec_manager=ksm)
+        client = NotebookClient(
+            nb, km=km, timeout=int(limits.cell_timeout), interrupt_on_timeout=True, allow_errors=True,
+            startup_timeout=120, record_timing=False, kernel_name="mlcourse-grading",
+            error_on_timeout={"ename": "CellTimeout", "traceback": [],
+                              "evalue": f"the cell ran longer than {limits.cell_timeout:g} s and was interrupted"},
+            on_cell_executed=lambda cell, cell_index, execute_reply: run.replies.__setitem__(
+                cell_index, execute_reply.get("content", {})),
+            resources={"metadata": {"path": tmp}})
+        try:
+            with client.setup_kernel():
+                for index, cell in enumerate(nb.cells):
+                    if cell.cell_type == "code":
+                        client.execute_cell(cell, index)
+        except DeadKernelError:
+            pass
+        except Exception as err:  # a kernel that never started, a broken channel: keep the reason
+            log = folder / "kernel.log"
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            run.error = f"{type(err).__name__}: {err}" + (f"\nkernel log:\n{tail}" if tail else "")
+        finally:
+            try:
+                if km.has_kernel:
+                    run_sync(km.shutdown_kernel)(now=False)
+            except Exception:
+                pass
+        if report.exists():
+            info = json.loads(report.read_text())
+            run.peak_mb = info.get("peak_mb")
+            if info.get("reason") in ("memory", "timeout"):
+                run.killed = info
+            elif len(run.replies) < sum(c.cell_type == "code" for c in nb.cells) and run.error is None:
+                run.killed = {"reason": "died", "detail": f"the kernel died ({info.get('detail', 'no reason given')})"}
+    return run
+
+
+def interrupted_cells(run: Execution) -> list[str]:
+    """Notes for ungraded cells that were interrupted at the cell timeout."""
+    notes = []
+    for index, reply in sorted(run.replies.items()):
+        meta = run.notebook.cells[index].metadata.get("nbgrader", {})
+        if reply.get("ename") == "CellTimeout" and not meta.get("grade"):
+            name = meta.get("grade_id") or f"number {index + 1}"
+            notes.append(f"cell {name} ran past the cell timeout and was interrupted")
+    return notes
+
+
+def score_cells(run: Execution) -> list[dict]:
+    """Per graded cell: ``name``, ``score``, ``max_score``, ``status`` and, on failure, ``error``/``message``."""
+    index = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(run.notebook.cells)}
+    cells = []
+    for gid, points in graded_cells(run.notebook):
+        reply = run.replies.get(index[gid])
+        entry = {"name": gid, "score": 0.0, "max_score": points}
+        if reply is None:
+            entry.update(status="not run", error=(run.killed or {}).get("reason", "not run"))
+        elif reply.get("status") == "ok":
+            entry.update(status="passed", score=points)
+        else:
+            timeout = reply.get("ename") == "CellTimeout"
+            entry.update(status="timeout" if timeout else "failed", error=reply.get("ename") or "error",
+                         message=str(reply.get("evalue", ""))[:500])
+        cells.append(entry)
+    return cells
+
+
+os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")  # silence jupyter_core's deprecation warning
