@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mlcourse.grading import REPO, generate_exercise, grade, read_notebook
+from mlcourse.grading import REPO, Limits, generate_exercise, grade, grade_class, read_notebook
 
 SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
 
@@ -54,6 +54,20 @@ def episodes_solution():
     return REPO / "solutions" / "01_episodes.ipynb"
 
 
+def _hidden_lines(source: Path) -> set[str]:
+    block = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", flags=re.S)
+    lines = {line.strip() for c in nbformat.read(source, 4).cells for b in block.findall(c.source)
+             for line in b.splitlines()}
+    return {line for line in lines if len(line) > 12}
+
+
+def _assert_no_hidden_test_in(path, source):
+    text = Path(path).read_text()
+    import html
+    leaked = [line for line in _hidden_lines(source) if line in text or html.escape(line) in text]
+    assert not leaked, f"hidden tests in the student's feedback {path}: {leaked[:3]}"
+
+
 def test_solution_gets_full_marks_and_is_not_modified(episodes_solution, tmp_path):
     before = _sha(episodes_solution)
     result = grade(episodes_solution, feedback_dir=tmp_path)
@@ -61,6 +75,8 @@ def test_solution_gets_full_marks_and_is_not_modified(episodes_solution, tmp_pat
     assert result.max_score == 5 and result.score == 5
     assert [c["name"] for c in result.cells] == ["test_sample_episode_indices", "test_accuracy_ci"]
     assert Path(result.feedback).read_text().count("test_sample_episode_indices") >= 1
+    assert _hidden_lines(episodes_solution), "the check below needs hidden test lines"
+    _assert_no_hidden_test_in(result.feedback, episodes_solution)
     assert _sha(episodes_solution) == before
 
 
@@ -141,3 +157,147 @@ def test_each_assignment_grades_solution_full_and_untouched_exercise_zero(name, 
     untouched = grade(REPO / "exercises" / f"{name}.ipynb", feedback_dir=tmp_path / "ex")
     assert untouched.status == "graded", untouched.error
     assert (untouched.score, untouched.max_score) == (0, points), untouched.cells
+
+
+# --- a class: a folder of submissions, graded in parallel -------------------------------------
+
+SOLVED = {c.metadata["nbgrader"]["grade_id"]: c.source
+          for c in nbformat.read(REPO / "solutions" / "01_episodes.ipynb", 4).cells
+          if c.metadata.get("nbgrader", {}).get("solution")}
+LOOP = "while True:\n    try:\n        while True:\n            pass\n    except KeyboardInterrupt:\n        pass"
+SPY = '''import glob
+from pathlib import Path
+import mlcourse.grading as g
+stolen = []
+for p in [g.REPO / "solutions" / "01_episodes.ipynb", *Path(g.REPO / ".git").glob("*")]:
+    try:
+        stolen.append(Path(p).read_text()[:2000])
+    except Exception as err:
+        stolen.append(type(err).__name__)
+def spy(lines):  # sees every cell the grader sends, hidden tests included
+    raise AssertionError("".join(lines) + str(stolen))
+get_ipython().input_transformers_post.append(spy)
+print(stolen)'''
+
+
+def _student(path: Path, solved=(), insert=None, at=3, edit=None) -> Path:
+    nb = nbformat.read(REPO / "exercises" / "01_episodes.ipynb", 4)
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in solved:
+            cell.source = SOLVED[gid]
+    if insert:
+        nb.cells.insert(at, nbformat.v4.new_code_cell(insert))
+    if edit:
+        edit(nb)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    root = tmp_path_factory.mktemp("class")
+    subs = root / "submitted"
+    both = ("sample_episode_indices", "accuracy_ci")
+    _student(subs / "alice.ipynb", both)
+    _student(subs / "bob.ipynb")
+    _student(subs / "carol.ipynb", both, insert=LOOP)
+    _student(subs / "dave.ipynb", both, insert="import numpy as np\nx = [np.ones(10**8) for _ in range(100)]", at=5)
+    _student(subs / "erin.ipynb", both, edit=lambda nb: nb.cells.reverse())
+    _student(subs / "frank.ipynb", both, edit=lambda nb: nb.cells.__delitem__(slice(6, 8)))
+    _student(subs / "grace.ipynb", both, insert="import no_such_module_anywhere", at=0)
+    _student(subs / "heidi.ipynb", both, insert=SPY, at=2)
+    (subs / "ivan.ipynb").write_text("{this is not json")
+    (subs / "judy.py").write_text("print('my answer')")
+    _student(subs / "ken.ipynb", both, insert="import os\nos._exit(3)")
+    _student(subs / "leo" / "01_episodes" / "01_episodes.ipynb", ("sample_episode_indices",))  # nbgrader layout
+    (subs / "mia" / "01_episodes").mkdir(parents=True)
+    before = {p: _sha(p) for p in subs.rglob("*") if p.is_file()}
+    limits = Limits(cell_timeout=5, timeout=25, memory_mb=1500)
+    results = grade_class(subs, out=root / "grades", workers=2, limits=limits, progress=False)
+    return root, subs, results, before
+
+
+def test_every_student_gets_exactly_one_row(graded_class):
+    root, subs, results, _ = graded_class
+    import csv
+    rows = list(csv.DictReader((root / "grades" / "gradebook.csv").open()))
+    assert sorted(r["student"] for r in rows) == ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+                                                  "ivan", "judy.py", "ken", "leo", "mia"]
+    assert len(results) == len(rows)
+
+
+def test_class_results_are_clear_for_every_kind_of_submission(graded_class):
+    _, _, results, _ = graded_class
+    by = {r.student: r for r in results}
+    expect = {"alice": ("graded", 5), "bob": ("graded", 0), "carol": ("timeout", 0), "dave": ("memory", 3),
+              "erin": ("graded", 5), "frank": ("graded", 3), "grace": ("graded", 5), "heidi": ("graded", 0),
+              "ivan": ("invalid", 0), "judy.py": ("invalid", 0), "ken": ("died", 0), "leo": ("graded", 3),
+              "mia": ("invalid", 0)}
+    got = {name: (r.status, r.score) for name, r in by.items()}
+    assert got == expect
+    assert "more than the limit of 1500 MiB" in by["dave"].error
+    assert "longer than 25 s" in by["carol"].error
+    assert any("moved" in n for n in by["erin"].notes)
+    assert any("'accuracy_ci' was missing" in n for n in by["frank"].notes)
+    assert "not a notebook" in by["judy.py"].error and "invalid JSON" in by["ivan"].error
+    assert "no notebook" in by["mia"].error
+    assert by["leo"].assignment == "01_episodes"
+
+
+def test_grading_never_modifies_a_submission(graded_class):
+    _, subs, _, before = graded_class
+    assert {p: _sha(p) for p in before} == before
+
+
+def test_feedback_for_every_student_and_never_a_hidden_test(graded_class):
+    _, _, results, _ = graded_class
+    source = REPO / "solutions" / "01_episodes.ipynb"
+    for r in results:
+        assert r.feedback and Path(r.feedback).exists(), r.student
+        _assert_no_hidden_test_in(r.feedback, source)
+    heidi = next(r for r in results if r.student == "heidi")
+    # the spy saw the hidden tests in the kernel (its error message carries them) ...
+    assert any("reference" in (c.get("message") or "") for c in heidi.cells)
+    # ... yet its feedback page shows only the error type
+    assert "AssertionError" in Path(heidi.feedback).read_text()
+
+
+def test_kernels_cannot_read_the_solutions(tmp_path):
+    """As root on Linux the kernel runs in a mount namespace as another user: the solutions are gone."""
+    import os
+
+    from mlcourse.grading.autograde import default_hidden, resolve_isolation
+    from mlcourse.grading.execute import execute
+
+    mode, why = resolve_isolation("auto")
+    if os.geteuid() != 0:
+        assert mode == "none" and "root" in why
+        return
+    assert mode == "namespace", why
+    code = ("import os\nimport mlcourse.grading as g\n"
+            "def attempt(f):\n    try:\n        return 'READ ' + repr(f())[:60]\n"
+            "    except Exception as err:\n        return type(err).__name__\n"
+            "print(os.getuid())\n"
+            "print(attempt(lambda: os.listdir(g.REPO / 'solutions')))\n"
+            "print(attempt(lambda: os.listdir(g.REPO / '.git')))\n"
+            "print(attempt(lambda: open(g.REPO / 'solutions' / '01_episodes.ipynb').read()))\n"
+            "print(attempt(lambda: open(g.REPO / 'README.md').read()))")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    run = execute(nb, Limits(isolation="namespace", hide=default_hidden(REPO / "solutions"), cell_timeout=60))
+    lines = "".join(o.get("text", "") for o in nb.cells[0].outputs).splitlines()
+    assert lines[:4] == ["61000", "PermissionError", "PermissionError", "PermissionError"], lines
+    assert lines[4].startswith("READ '# mlcourse"), lines  # the rest of the checkout is there
+    assert run.killed is None
+
+
+def test_a_rerun_grades_only_what_changed(graded_class):
+    root, subs, results, _ = graded_class
+    old = {r.student: r for r in results}
+    _student(subs / "bob.ipynb", ("accuracy_ci",))  # bob resubmits
+    again = grade_class(subs, out=root / "grades", workers=2, limits=Limits(cell_timeout=5, timeout=25,
+                                                                            memory_mb=1500), progress=False)
+    new = {r.student: r for r in again}
+    assert new["bob"].score == 2 and new["bob"].sha256 != old["bob"].sha256
+    assert new["alice"].seconds == old["alice"].seconds  # reused, not graded again

@@ -21,7 +21,7 @@ from .execute import Limits, execute, interrupted_cells, score_cells
 from .feedback import feedback_html
 from .release import REPO
 
-__all__ = ["GradeResult", "grade", "find_assignment", "resolve_isolation", "default_hidden"]
+__all__ = ["GradeResult", "grade", "write_feedback", "find_assignment", "resolve_isolation", "default_hidden"]
 
 
 @dataclass
@@ -150,7 +150,7 @@ def grade(submission: str | Path, assignment: str | None = None, solutions: Path
     except (OSError, ValueError) as err:
         result.status, result.error = "invalid", str(err)
         result.seconds = time.perf_counter() - start
-        return _write_feedback(result, None, feedback_dir, feedback_name)
+        return write_feedback(result, None, feedback_dir, feedback_name)
     try:
         source = nbformat.read(source_path, as_version=4)
         result.max_score = sum(points for _, points in graded_cells(source))
@@ -173,10 +173,11 @@ def grade(submission: str | Path, assignment: str | None = None, solutions: Path
     except Exception:  # the grader's own failure: keep the submission's row and the reason
         result.status, result.error = "error", traceback.format_exc(limit=5)[-2000:]
     result.seconds = round(time.perf_counter() - start, 2)
-    return _write_feedback(result, source if result.cells else None, feedback_dir, feedback_name)
+    return write_feedback(result, source if result.cells else None, feedback_dir, feedback_name)
 
 
-def _write_feedback(result: GradeResult, source, feedback_dir: Path | None, name: str | None) -> GradeResult:
+def write_feedback(result: GradeResult, source, feedback_dir: Path | None, name: str | None) -> GradeResult:
+    """Write the student's page for ``result`` (``source``: the instructor notebook, or None)."""
     out = Path(feedback_dir) if feedback_dir else Path.cwd() / "feedback"
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .autograde import GradeResult, default_hidden, resolve_isolation
+from .autograde import GradeResult, default_hidden, resolve_isolation, write_feedback
 from .execute import Limits
 from .release import REPO
 
@@ -176,8 +176,9 @@ def grade_class(folder: str | Path, out: str | Path = "grades", assignment: str 
     for sub in subs:
         saved = out / "results" / f"{sub.key.replace('/', '__')}.json"
         if sub.problem:
-            results[sub.key] = GradeResult(str(sub.path), sub.assignment, "invalid", student=sub.student,
-                                           error=sub.problem)
+            results[sub.key] = write_feedback(GradeResult(str(sub.path), sub.assignment, "invalid",
+                                                          student=sub.student, error=sub.problem),
+                                              None, out / "feedback", f"{sub.key}.html")
         elif saved.exists() and not regrade:
             old = GradeResult(**json.loads(saved.read_text()))
             if old.sha256 and old.sha256 == _sha(sub.path) and old.status != "error":
@@ -205,6 +206,8 @@ def grade_class(folder: str | Path, out: str | Path = "grades", assignment: str 
                 result = fut.result()
             except Exception as err:  # never lose a row
                 result = GradeResult(str(sub.path), sub.assignment, "error", student=sub.student, error=repr(err))
+            if not result.feedback:
+                result = write_feedback(result, None, out / "feedback", f"{sub.key}.html")
             results[sub.key] = result
             saved = out / "results" / f"{sub.key.replace('/', '__')}.json"
             saved.write_text(result.to_json())
