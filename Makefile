@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install book test test-unit test-notebooks lab kernel exercises data clean bench
+.PHONY: install book test test-unit test-notebooks lab kernel exercises colab data clean bench
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ kernel: $(STAMP)
 	$(BIN)/python -m ipykernel install --user --name mlcourse --display-name "Python (mlcourse)"
 
 exercises: $(STAMP)
+	$(BIN)/mlcourse exercises
+
+# The "Open in Colab" badge and install cell of every notebook, from _config.yml's repository.
+colab: $(STAMP)
+	$(BIN)/python tools/colab.py
 	$(BIN)/mlcourse exercises
 
 data: $(STAMP)

@@ -55,3 +55,40 @@ def test_lectures_are_thin_and_use_the_package(path):
     assert any("mlcourse" in c for c in code), "lectures import their code from mlcourse"
     longest = max(len(c.splitlines()) for c in code)
     assert longest <= 30, f"a code cell of {longest} lines: move logic into the package"
+
+
+def _colab_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("colab_tool", REPO / "tools" / "colab.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_notebook_opens_in_colab_and_installs_the_package_there(path):
+    colab = _colab_tool()
+    nb = json.loads(path.read_text())
+    badge, setup = ("".join(c["source"]) for c in nb["cells"][:2])
+    assert nb["cells"][0]["cell_type"] == "markdown" and nb["cells"][1]["cell_type"] == "code"
+    target = colab.student_path(path)  # solutions link to the student version
+    assert (REPO / target).exists()
+    url = f"https://colab.research.google.com/github/mlcourse/mlcourse/blob/main/{target}"
+    assert badge == f"[![Open in Colab]({colab.BADGE_URI})]({url})", "run `make colab`"
+    assert setup == colab.setup_source(), "run `make colab`"
+
+
+def test_the_colab_cell_installs_only_on_colab(monkeypatch):
+    import subprocess
+    import sys
+    import types
+
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a[0]))
+    exec(_colab_tool().setup_source(), {})
+    assert calls == []  # not on Colab: nothing happens
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    exec(_colab_tool().setup_source(), {})
+    assert calls and calls[0][1:4] == ["-m", "pip", "install"]
+    assert calls[0][-1] == "mlcourse @ git+https://github.com/mlcourse/mlcourse@main"
