@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install book test test-unit test-notebooks lab kernel exercises colab data clean bench
+
+.PHONY: install book check-book browser test test-unit test-notebooks lab kernel exercises colab data clean bench
 
 install: $(STAMP)
 
@@ -22,6 +23,24 @@ book: $(STAMP)
 	MLCOURSE_QUICK=0 $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo
 	@echo "The book is built. Open: file://$(CURDIR)/_build/html/index.html"
+
+# The book as a reader's browser shows it: every page of a quick build (every cell runs with
+# small budgets) opened in headless Chromium (tools/check_book.py): no console errors, no
+# request to another host, math typeset, figures loaded; screenshots in _build/screenshots.
+# `make check-book HTML=_build/html` checks the full book of `make book` instead.
+HTML ?= _build/quick/_build/html
+check-book: $(STAMP) browser
+	@if [ "$(HTML)" = "_build/quick/_build/html" ]; then \
+	  $(BIN)/python tools/execute_book.py --quick && \
+	  MLCOURSE_QUICK=1 $(BIN)/jupyter-book build . --path-output _build/quick --config _build/quick/_config.yml \
+	    -W -n --keep-going; fi
+	$(BIN)/python tools/check_book.py $(HTML) --screenshots _build/screenshots
+
+# Debian's Chromium (Playwright drives it; no browser is downloaded).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+	  else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi; }
 
 test: test-unit test-notebooks
 

@@ -8,6 +8,8 @@ notebooks in ``_build/.jupyter_cache``. The build then finds every notebook ther
 not changed since its last execution is not run again.
 
 Usage: ``python tools/execute_book.py`` from the repository root (``make book`` does it).
+``--quick`` executes in quick mode (``MLCOURSE_QUICK=1``) into ``_build/quick/.jupyter_cache``
+and writes ``_build/quick/_config.yml`` for that build (``make check-book`` uses it).
 """
 from __future__ import annotations
 
@@ -43,11 +45,43 @@ def toc_notebooks() -> list[Path]:
     return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
 
 
+def vendor_mathjax() -> None:
+    """Copy MathJax 3 (from the django-static-mathjax package) to _build/vendor/mathjax."""
+    import shutil
+
+    import mathjax  # django-static-mathjax: static files only
+
+    source = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    target = ROOT / "_build" / "vendor" / "mathjax" / "es5"
+    if not (target / "tex-mml-chtml.js").exists():
+        shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("sre", "*-full*.js"))
+
+
+def quick_config() -> Path:
+    """A copy of _config.yml for the quick book (_build/quick): its own execution cache."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["cache"] = str(ROOT / "_build" / "quick" / ".jupyter_cache")
+    local = config.get("sphinx", {}).get("local_extensions", {})
+    for name, path in local.items():  # resolved against the config file's folder
+        local[name] = str(ROOT / path)
+    path = ROOT / "_build" / "quick" / "_config.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
+    vendor_mathjax()
+    quick = "--quick" in sys.argv[1:]
+    if quick:  # every cell runs, with small budgets: a book to check, not to read
+        os.environ["MLCOURSE_QUICK"] = "1"
+        cache_dir = Path(yaml.safe_load(quick_config().read_text())["execute"]["cache"])
+    else:
+        cache_dir = ROOT / "_build" / ".jupyter_cache"
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the kernels inherit it
     notebooks = toc_notebooks()
-    cache = get_cache(str(ROOT / "_build" / ".jupyter_cache"))
+    cache = get_cache(str(cache_dir))
     # Longest first, so that the pool of workers ends at about the same time: the size of
     # the code is a fair proxy for how long a lecture runs.
     notebooks.sort(key=lambda p: -len(p.read_text()))

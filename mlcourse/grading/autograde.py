@@ -127,13 +127,14 @@ def grade(submission: str | Path, assignment: str | None = None, solutions: Path
             name, then from the graded cells, when omitted.
         solutions: Folder of instructor notebooks.
         feedback_dir: Where to write the feedback HTML (default ``./feedback``).
-        limits: Time, memory and isolation of the kernel (default: :class:`Limits` with
-            namespace isolation where available).
+        limits: Time, memory and isolation of the kernel (default:
+            :class:`~mlcourse.grading.execute.Limits` with namespace isolation where available).
         student: Name in the result and the feedback (default: the file's stem).
         feedback_name: File name of the feedback page (default ``<student>.html``).
 
     Returns:
-        A :class:`GradeResult`; bad input or a failing kernel gives a status, never an exception.
+        A :class:`~mlcourse.grading.autograde.GradeResult`; bad input or a failing kernel gives a
+        status, never an exception.
     """
     start = time.perf_counter()
     path = Path(submission)

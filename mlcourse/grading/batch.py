@@ -152,7 +152,7 @@ def grade_class(folder: str | Path, out: str | Path = "grades", assignment: str 
         progress: Show a progress bar.
 
     Returns:
-        One :class:`GradeResult` per submission, sorted by student.
+        One :class:`~mlcourse.grading.autograde.GradeResult` per submission, sorted by student.
     """
     from tqdm.auto import tqdm
 
