@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 
-.PHONY: install book check-book browser test test-unit test-notebooks lab kernel exercises colab data clean bench
+.PHONY: install book check-book browser test test-unit test-notebooks lab kernel exercises colab data clean bench load-test
 
 install: $(STAMP)
 
@@ -78,3 +78,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt easyfsl==1.5.0
 	$(BIN)/python benchmarks/metric.py
 	$(BIN)/python benchmarks/maml.py
+
+# Grading at class scale: 200 generated submissions (correct, wrong, looping, broken, ...).
+load-test: $(STAMP)
+	$(BIN)/python benchmarks/grading_load.py --n 200
