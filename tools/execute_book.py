@@ -26,10 +26,10 @@ from jupyter_cache.executors import load_executor
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def toc_notebooks() -> list[Path]:
-    """The notebooks listed in ``_toc.yml``, in book order."""
+def toc_files() -> list[str]:
+    """Every page of ``_toc.yml`` (root first), as paths without suffix."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files: list[str] = []
+    files: list[str] = [toc["root"]] if "root" in toc else []
 
     def walk(node):
         if isinstance(node, dict):
@@ -42,7 +42,12 @@ def toc_notebooks() -> list[Path]:
                 walk(item)
 
     walk(toc)
-    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
+    return files
+
+
+def toc_notebooks() -> list[Path]:
+    """The notebooks listed in ``_toc.yml``, in book order."""
+    return [ROOT / f"{f}.ipynb" for f in toc_files() if (ROOT / f"{f}.ipynb").exists()]
 
 
 def vendor_mathjax() -> None:
