@@ -30,6 +30,8 @@ def _grade(args: argparse.Namespace) -> int:
         from .config import data_dir
 
         limits.isolation, limits.data = mode, str(data_dir())
+        if mode == "none":
+            print(f"mlcourse grade: isolation none: {why}", file=sys.stderr)
         limits.hide = default_hidden(Path(args.solutions), [])
     except (ValueError, RuntimeError) as err:
         print(f"mlcourse grade: {err}", file=sys.stderr)
