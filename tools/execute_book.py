@@ -85,6 +85,8 @@ def main() -> int:
     else:
         cache_dir = ROOT / "_build" / ".jupyter_cache"
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the kernels inherit it
+    # No progress bars in the book: a saved widget needs JavaScript from a CDN (mlcourse.progress).
+    os.environ["MLCOURSE_PROGRESS"] = "off"
     notebooks = toc_notebooks()
     cache = get_cache(str(cache_dir))
     # Longest first, so that the pool of workers ends at about the same time: the size of

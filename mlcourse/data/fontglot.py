@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import ndimage
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..config import data_dir
 from .base import SPLITS, CharacterDataset, carve_validation

@@ -154,7 +154,7 @@ def grade_class(folder: str | Path, out: str | Path = "grades", assignment: str 
     Returns:
         One :class:`~mlcourse.grading.autograde.GradeResult` per submission, sorted by student.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     from ..config import data_dir
 

@@ -15,7 +15,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..device import get_device

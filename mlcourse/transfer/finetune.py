@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..device import get_device
 
