@@ -180,8 +180,11 @@ def grade_class(folder: str | Path, out: str | Path = "grades", assignment: str 
                                                           student=sub.student, error=sub.problem),
                                               None, out / "feedback", f"{sub.key}.html")
         elif saved.exists() and not regrade:
-            old = GradeResult(**json.loads(saved.read_text()))
-            if old.sha256 and old.sha256 == _sha(sub.path) and old.status != "error":
+            try:
+                old = GradeResult(**json.loads(saved.read_text()))
+            except (ValueError, TypeError):  # unreadable, or saved by another version: grade again
+                old = None
+            if old and old.sha256 and old.sha256 == _sha(sub.path) and old.status != "error":
                 results[sub.key] = old
                 continue
             todo.append(sub)

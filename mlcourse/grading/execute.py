@@ -90,7 +90,7 @@ def execute(nb: nbformat.NotebookNode, limits: Limits) -> Execution:
         ksm = KernelSpecManager(kernel_dirs=[str(folder / "kernels")])
         km = AsyncKernelManager(kernel_name="mlcourse-grading", kernel_spec_manager=ksm)
         client = NotebookClient(
-            nb, km=km, timeout=int(limits.cell_timeout), interrupt_on_timeout=True, allow_errors=True,
+            nb, km=km, timeout=max(1, round(limits.cell_timeout)), interrupt_on_timeout=True, allow_errors=True,
             startup_timeout=120, record_timing=False, kernel_name="mlcourse-grading",
             error_on_timeout={"ename": "CellTimeout", "traceback": [],
                               "evalue": f"the cell ran longer than {limits.cell_timeout:g} s and was interrupted"},
