@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from ..progress import tqdm
+from .progress import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 
