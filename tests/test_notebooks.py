@@ -77,6 +77,8 @@ def test_every_notebook_opens_in_colab_and_installs_the_package_there(path):
     url = f"https://colab.research.google.com/github/mlcourse/mlcourse/blob/main/{target}"
     assert badge == f"[![Open in Colab]({colab.BADGE_URI})]({url})", "run `make colab`"
     assert setup == colab.setup_source(), "run `make colab`"
+    # the book has a launch button instead, and loads nothing from another site
+    assert all("remove-cell" in c["metadata"].get("tags", []) for c in nb["cells"][:2])
 
 
 def test_the_colab_cell_installs_only_on_colab(monkeypatch):

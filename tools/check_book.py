@@ -6,8 +6,8 @@ For each page of ``_toc.yml`` the check fails on:
 - a request that failed, or any request to another host (the book must work offline);
 - math that MathJax did not typeset (a ``.math`` element without its ``mjx-container``, or
   a TeX error ``mjx-merror``);
-- an image that did not load; a lecture without a figure in its outputs, without the Colab
-  launch button, or without executed outputs.
+- an image that did not load, or Markdown left as text (``![...](...)``); a lecture without a
+  figure in its outputs, without the Colab launch button, or without executed outputs.
 
 It saves screenshots of the home page and of one chapter. Chromium is Debian's
 (``/usr/bin/chromium``, or ``$CHROMIUM``), driven by Playwright without downloading a browser.
@@ -59,6 +59,8 @@ CHECK_JS = """async () => {
     outputs: document.querySelectorAll('.cell_output').length,
     colab: [...document.querySelectorAll('a')].filter(a => a.href.startsWith('https://colab.research.google.com/github/')
                                                        && !a.closest('.cell, .cell_output, article')).length,
+    unrendered: [...document.querySelectorAll('article p, article li, article h1, article h2, article td')]
+      .map(e => e.innerText).filter(t => /!\[|\]\((https?|data):/.test(t)).map(t => t.slice(0, 80)),
     title: document.title,
   };
 }"""
@@ -98,6 +100,7 @@ def check(html: Path, shots: Path | None) -> list[str]:
                 if info["merror"]:
                     errors.append(f"{info['merror']} TeX error(s) in the math")
                 errors += [f"image did not load: {src}" for src in info["broken"]]
+                errors += [f"Markdown shown as text: {text}" for text in info["unrendered"]]
                 if page_name.startswith("lectures/"):
                     if not info["outputs"]:
                         errors.append("no executed outputs")

@@ -2,9 +2,9 @@
 
 Every lecture (``lectures/``) and exercise notebook starts with two cells:
 
-1. a Markdown cell with the badge, a link that opens the notebook from the repository on
-   Colab (students open ``exercises/``, so the instructor notebooks in ``solutions/`` link to
-   their student version);
+1. a Markdown cell with Colab's badge, a link that opens the notebook from the repository
+   on Colab (students open ``exercises/``, so the instructor notebooks in ``solutions/`` link
+   to their student version);
 2. a code cell that installs ``mlcourse`` from the repository when it runs on Colab and does
    nothing anywhere else.
 
@@ -17,7 +17,6 @@ Usage: ``python tools/colab.py`` (``make colab``).
 """
 from __future__ import annotations
 
-import base64
 import sys
 from pathlib import Path
 
@@ -26,12 +25,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BADGE_ID, SETUP_ID = "colab-badge", "colab-setup"
-# The badge is drawn inline (no request to another site, so pages render offline too).
-SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="117" height="20" role="img" aria-label="Open in Colab">'
-       '<rect width="62" height="20" fill="#555"/><rect x="62" width="55" height="20" fill="#f9ab00"/>'
-       '<g fill="#fff" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11">'
-       '<text x="7" y="14">Open in</text><text x="69" y="14" fill="#222">Colab</text></g></svg>')
-BADGE_URI = "data:image/svg+xml;base64," + base64.b64encode(SVG.encode()).decode()
+# Colab's own badge: it shows on GitHub, in Colab and in JupyterLab (offline, its alt text is
+# the link). The book drops both cells (tag remove-cell): its pages have a launch button, and
+# must not load an image from another site.
+BADGE_URI = "https://colab.research.google.com/assets/colab-badge.svg"
+TAGS = ["remove-cell"]
 
 
 def repository() -> tuple[str, str]:
@@ -77,6 +75,7 @@ def add_cells(path: Path) -> None:
     setup = nbformat.v4.new_code_cell(setup_source())
     for cell, gid in ((badge, BADGE_ID), (setup, SETUP_ID)):
         cell.metadata = _locked(gid) if graded else {"mlcourse": gid}
+        cell.metadata["tags"] = list(TAGS)
         cell.id = gid
     nb.cells = [badge, setup] + keep
     nbformat.write(nb, path)
