@@ -1,8 +1,16 @@
 """mlcourse: meta-learning and transfer learning, a course and a small reference implementation.
 
-Modules follow the course's map: ``mlcourse.data`` (FontGlot, Omniglot),
-``mlcourse.episodes`` (N-way K-shot tasks), ``mlcourse.evaluation`` (accuracy with
-confidence intervals), ``mlcourse.baselines``, ``mlcourse.device``.
+The package follows the course's map:
+
+- ``mlcourse.data``: FontGlot, Omniglot, sinusoid tasks, font vs handwritten digits;
+- ``mlcourse.episodes``: N-way K-shot episodes;
+- ``mlcourse.learner``: the protocol every few-shot method implements;
+- ``mlcourse.training``: the one training loop; ``mlcourse.evaluation``: the one evaluator
+  and the paired comparison;
+- ``mlcourse.metric`` (metric-based), ``mlcourse.blackbox`` (model-based),
+  ``mlcourse.optimization`` (the MAML family), ``mlcourse.learned_optimizers``;
+- ``mlcourse.transfer``: fine-tuning, distillation, domain adaptation;
+- ``mlcourse.grading`` (its own extra, ``pip install "mlcourse[grading]"``).
 
 The names that need PyTorch (``Episode``, ``EpisodeSampler``, ``get_device``,
 ``seed_everything``) are imported on first use, so that tools which never touch a tensor
@@ -14,7 +22,7 @@ import importlib
 
 from .config import is_quick, quick
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Episode", "EpisodeSampler", "get_device", "seed_everything", "is_quick", "quick", "__version__"]
 
 _LAZY = {"Episode": ".episodes", "EpisodeSampler": ".episodes", "get_device": ".device",

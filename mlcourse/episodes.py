@@ -14,14 +14,15 @@ Example:
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["Episode", "EpisodeSampler", "sample_episode_indices", "labels_of", "check_episode_request"]
+__all__ = ["Episode", "EpisodeSampler", "sample_episode_indices", "labels_of", "check_episode_request", "draw_episode",
+           "images_of"]
 
 
 @dataclass
@@ -68,15 +69,21 @@ def _check_positive_int(name: str, value: object) -> int:
     return int(value)
 
 
-def check_episode_request(class_sizes: dict[int, int], n_way: int, k_shot: int, n_query: int) -> None:
+def check_episode_request(labels: Mapping[int, int] | Sequence[int] | np.ndarray, n_way: int, k_shot: int,
+                          n_query: int) -> None:
     """Raise a :class:`ValueError` naming the numbers if the episodes cannot be drawn.
 
     Args:
-        class_sizes: Number of examples per class id.
+        labels: The class id of every example ``(N,)``, or the number of examples per class id.
         n_way: Classes per episode.
         k_shot: Support examples per class.
         n_query: Query examples per class.
     """
+    if isinstance(labels, Mapping):
+        class_sizes = dict(labels)
+    else:
+        unique, counts = np.unique(np.asarray(labels), return_counts=True)
+        class_sizes = dict(zip(unique.tolist(), counts.tolist()))
     n_way = _check_positive_int("n_way", n_way)
     k_shot = _check_positive_int("k_shot", k_shot)
     n_query = _check_positive_int("n_query", n_query)
@@ -179,8 +186,7 @@ class EpisodeSampler(Sampler[list[int]]):
     def __init__(self, dataset: Dataset | Sequence[int] | np.ndarray, n_way: int, k_shot: int,
                  n_query: int, n_tasks: int, seed: int = 0) -> None:
         self.labels = labels_of(dataset)
-        unique, counts = np.unique(self.labels, return_counts=True)
-        check_episode_request(dict(zip(unique.tolist(), counts.tolist())), n_way, k_shot, n_query)
+        check_episode_request(self.labels, n_way, k_shot, n_query)
         self.n_way, self.k_shot, self.n_query = int(n_way), int(k_shot), int(n_query)
         self.n_tasks = _check_positive_int("n_tasks", n_tasks)
         self.seed = int(seed)
@@ -208,3 +214,31 @@ class EpisodeSampler(Sampler[list[int]]):
         """Iterate over the episodes directly, without a DataLoader."""
         for idx in self:
             yield self.collate([dataset[i] for i in idx])
+
+
+def images_of(dataset: Dataset, idx: np.ndarray | Sequence[int]) -> torch.Tensor:
+    """The inputs of ``dataset`` at ``idx``, stacked ``(len(idx), ...)``.
+
+    Reads the ``uint8`` image tensor directly when the data set has one and no transform
+    (FontGlot, Omniglot), otherwise goes through ``dataset[i]``.
+    """
+    images = getattr(dataset, "images", None)
+    if images is not None and getattr(dataset, "transform", None) is None:
+        return images[torch.as_tensor(np.asarray(idx))].unsqueeze(1).float().div_(255.0)
+    return torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in idx])
+
+
+def draw_episode(dataset: Dataset, *, n_way: int, k_shot: int, n_query: int, rng: np.random.Generator,
+                 labels: np.ndarray | None = None) -> Episode:
+    """One episode of ``dataset`` drawn with ``rng`` (see :func:`sample_episode_indices`).
+
+    Args:
+        dataset: A labelled data set.
+        n_way, k_shot, n_query: The episode shape.
+        rng: A :func:`numpy.random.default_rng` generator; the same state gives the same episode.
+        labels: ``labels_of(dataset)``, to avoid reading them again at every draw.
+    """
+    labels = labels_of(dataset) if labels is None else labels
+    s, q, classes = sample_episode_indices(labels, n_way, k_shot, n_query, rng)
+    return Episode(images_of(dataset, s), torch.arange(n_way).repeat_interleave(k_shot), images_of(dataset, q),
+                   torch.arange(n_way).repeat_interleave(n_query), torch.as_tensor(classes))

@@ -8,6 +8,7 @@ import numpy as np
 
 from .data.base import CharacterDataset
 from .episodes import Episode
+from .evaluation import EvalResult
 
 __all__ = ["show_classes", "show_episode", "plot_with_ci"]
 
@@ -52,9 +53,14 @@ def show_episode(episode: Episode, max_query: int = 5, ax_size: float = 0.8) -> 
     return fig
 
 
-def plot_with_ci(ax: plt.Axes, x: Sequence[float], means: Sequence[float], halves: Sequence[float],
-                 label: str | None = None, **kwargs) -> None:
-    """Line with a shaded 95% confidence band (mean ± half-width)."""
+def plot_with_ci(ax: plt.Axes, x: Sequence[float], means: Sequence[float] | Sequence[EvalResult],
+                 halves: Sequence[float] | None = None, *, label: str | None = None, **kwargs) -> None:
+    """Line with a shaded 95% confidence band (mean ± half-width).
+
+    Pass the means and half-widths, or a sequence of :class:`~mlcourse.evaluation.EvalResult` alone.
+    """
+    if halves is None:
+        means, halves = [r.mean for r in means], [r.half_width for r in means]
     x, m, h = (np.asarray(v, dtype=float) for v in (x, means, halves))
     (line,) = ax.plot(x, m, marker="o", label=label, **kwargs)
     ax.fill_between(x, m - h, m + h, color=line.get_color(), alpha=0.2)

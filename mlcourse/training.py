@@ -1,187 +1,209 @@
-"""Episodic training and evaluation, shared by every few-shot method of the course.
+"""The one training loop of the course, its history, and the epoch helper of supervised training.
 
-A model plugs in by providing ``episode_loss(episode) -> (loss, scores)`` for training
-and, for fast evaluation, ``embed(x)`` and ``scores(support_z, support_y, query_z, n_way)``
-(see :class:`~mlcourse.metric.base.FewShotClassifier`). Evaluation embeds the whole test
-set once (BatchNorm in eval mode) and then draws episodes from the embeddings, so 600
-test episodes cost little more than one pass over the data.
+:func:`meta_train` trains any :class:`~mlcourse.learner.Learner`: metric, black-box and
+optimization-based alike. At outer step ``t`` it draws a meta-batch of tasks that depends
+only on ``(seed, t)`` (:class:`TaskStream`), so a run resumed from its checkpoint sees exactly
+the tasks an uninterrupted run would, without replaying the stream. It logs the training
+loss, validates every ``val_every`` steps, keeps the best weights and saves the full state.
+
+:func:`train_epoch` is the inner pass of the supervised loops (pre-training, fine-tuning,
+distillation, domain adaptation): one optimizer step per batch.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import Dataset
+
+from .checkpoint import RunState
+from .device import get_device
+from .episodes import Episode, check_episode_request, draw_episode, labels_of
+from .evaluation import evaluate
+from .learner import check_learner
 from .progress import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .device import get_device
-from .episodes import EpisodeSampler, labels_of, sample_episode_indices
-from .evaluation import accuracy_ci
-
-__all__ = ["TrainHistory", "train_episodic", "embed_dataset", "evaluate_model"]
+__all__ = ["History", "TaskStream", "meta_train", "make_optimizer", "train_epoch"]
 
 
 @dataclass
-class TrainHistory:
-    """What happened during training: losses and accuracies per logged episode."""
+class History:
+    """What a training run recorded: named columns of logged values, the best validation, the time.
 
-    episode: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    train_acc: list[float] = field(default_factory=list)
-    val_episode: list[int] = field(default_factory=list)
-    val_acc: list[float] = field(default_factory=list)
-    val_ci: list[float] = field(default_factory=list)
+    Every loop of the package returns one. :meth:`log` appends to columns; read a column as
+    an attribute (``history.loss``, ``history.val_acc``). The episodic loop logs ``step``,
+    ``loss``, ``acc`` and, at each validation, ``val_step``, ``val_acc``, ``val_ci``; the
+    supervised loops log ``epoch`` and their own columns.
+    """
+
+    columns: dict[str, list] = field(default_factory=dict)
     best_val_acc: float = -1.0
-    best_episode: int = 0
+    best_step: int = 0
     seconds: float = 0.0
 
+    def log(self, **values) -> None:
+        """Append each value to its column."""
+        for name, value in values.items():
+            self.columns.setdefault(name, []).append(value)
 
-@torch.no_grad()
-def embed_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 512,
-                  device: torch.device | str | None = None) -> torch.Tensor:
-    """Embeddings of every example of ``dataset`` in eval mode, ``(N, ...)`` on ``device``."""
-    device = get_device(device)
-    was_training = model.training
-    model.eval()
-    images = getattr(dataset, "images", None)
-    out = []
-    for start in range(0, len(dataset), batch_size):
-        stop = min(start + batch_size, len(dataset))
-        if images is not None and getattr(dataset, "transform", None) is None:
-            x = images[start:stop].unsqueeze(1).float().div_(255.0)
-        else:
-            x = torch.stack([dataset[i][0] for i in range(start, stop)])
-        out.append(model.embed(x.to(device)))
-    model.train(was_training)
-    return torch.cat(out)
+    def __getattr__(self, name: str) -> list:
+        columns = self.__dict__.get("columns", {})
+        if name in columns:
+            return columns[name]
+        raise AttributeError(f"History has no column {name!r}; it has {sorted(columns)}")
 
 
-@torch.no_grad()
-def evaluate_model(model: nn.Module, dataset: Dataset, n_way: int, k_shot: int, n_query: int = 15,
-                   n_episodes: int = 600, seed: int = 0, device: torch.device | str | None = None,
-                   embeddings: torch.Tensor | None = None) -> tuple[float, float, np.ndarray]:
-    """Mean query accuracy and 95% half-width over a fixed set of test episodes.
+class TaskStream:
+    """The meta-batches of a run: batch ``t`` depends only on ``(seed, t)``.
 
     Args:
-        model: A few-shot classifier with ``embed`` and ``scores``.
-        dataset: Test data (e.g. FontGlot evaluation).
-        n_way, k_shot, n_query: The episode shape.
-        n_episodes: Number of test episodes (600 by convention).
-        seed: Seed of the episodes: the same seed gives every model the same tasks.
-        embeddings: Precomputed ``embed_dataset(model, dataset)``, to reuse across settings.
-
-    Returns:
-        ``(mean, half_width, per_episode_accuracy)``.
+        source: A labelled data set (N-way K-shot episodes are drawn from it) or a task
+            distribution with ``sample_tasks(n, rng)`` (e.g. :class:`~mlcourse.data.Sinusoids`).
+        meta_batch_size: Tasks per batch.
+        n_way, k_shot, n_query: The episode shape; ``k_shot`` may be a sequence of shot
+            counts, one of which each batch draws.
+        seed: Seed of the stream.
     """
-    device = get_device(device)
-    z = embeddings if embeddings is not None else embed_dataset(model, dataset, device=device)
-    labels = labels_of(dataset)
-    rng = np.random.default_rng(seed)
-    was_training = model.training
-    model.eval()
-    accs = np.empty(n_episodes)
-    for i in range(n_episodes):
-        s, q, _ = sample_episode_indices(labels, n_way, k_shot, n_query, rng)
-        support_y = torch.arange(n_way, device=device).repeat_interleave(k_shot)
-        query_y = torch.arange(n_way, device=device).repeat_interleave(n_query)
-        pred = model.scores(z[torch.as_tensor(s, device=device)], support_y, z[torch.as_tensor(q, device=device)],
-                            n_way).argmax(dim=1)
-        accs[i] = (pred == query_y).float().mean().item()
-    model.train(was_training)
-    mean, half = accuracy_ci(accs)
-    return mean, half, accs
+
+    def __init__(self, source, *, meta_batch_size: int, n_way: int = 5, k_shot: int | Sequence[int] = 1,
+                 n_query: int = 15, seed: int = 0) -> None:
+        if isinstance(meta_batch_size, bool) or not isinstance(meta_batch_size, int) or meta_batch_size < 1:
+            raise ValueError(f"meta_batch_size must be a positive int, got {meta_batch_size!r}")
+        self.source, self.meta_batch_size, self.seed = source, meta_batch_size, int(seed)
+        self.n_way, self.n_query = n_way, n_query
+        self.shots = _shot_list(k_shot)
+        self.episodic = not callable(getattr(source, "sample_tasks", None))
+        self.labels = labels_of(source) if self.episodic else None
+        if self.episodic:
+            check_episode_request(self.labels, n_way, max(self.shots), n_query)
+
+    def batch(self, step: int) -> list[Episode]:
+        """The tasks of outer step ``step``."""
+        rng = np.random.default_rng([self.seed, step])
+        if not self.episodic:
+            return list(self.source.sample_tasks(self.meta_batch_size, rng))
+        k_shot = self.shots[0] if len(self.shots) == 1 else int(rng.choice(self.shots))
+        return [draw_episode(self.source, n_way=self.n_way, k_shot=k_shot, n_query=self.n_query, rng=rng,
+                             labels=self.labels) for _ in range(self.meta_batch_size)]
 
 
-def _signature(n_way: int, k_shot: int, n_query: int, n_episodes: int, lr: float, seed: int) -> dict:
-    return dict(n_way=n_way, k_shot=k_shot, n_query=n_query, n_episodes=n_episodes, lr=lr, seed=seed)
+def _shot_list(k_shot) -> list[int]:
+    shots = [k_shot] if isinstance(k_shot, (int, np.integer)) else list(k_shot) if isinstance(k_shot, Sequence) else []
+    if not shots or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1 for k in shots):
+        raise ValueError(f"k_shot must be a positive int or a non-empty sequence of them, got {k_shot!r}")
+    return [int(k) for k in shots]
 
 
-def train_episodic(model: nn.Module, train_set: Dataset, n_way: int = 5, k_shot: int = 1, n_query: int = 15,
-                   n_episodes: int = 2000, lr: float = 1e-3, val_set: Dataset | None = None, val_every: int = 250,
-                   val_episodes: int = 100, checkpoint: str | os.PathLike | None = None, seed: int = 0,
-                   device: torch.device | str | None = None, progress: bool = True) -> TrainHistory:
-    """Train ``model`` on ``n_episodes`` episodes with Adam; keep the best validation checkpoint.
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """``"adam"`` or ``"sgd"`` (Reptile's plain outer rule) over ``params``."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
 
-    Every ``val_every`` episodes the model is evaluated on ``val_episodes`` validation
-    episodes (same way and shot); the weights with the best validation accuracy are kept and,
-    when training ends, loaded back into ``model``. With ``checkpoint``, the full state
-    (weights, optimiser, episode counter, history, best weights) is saved at every validation
-    and training resumes from it after an interruption, continuing the same episode stream.
+
+def meta_train(learner: torch.nn.Module, source, *, n_steps: int, meta_batch_size: int = 1, n_way: int = 5,
+               k_shot: int | Sequence[int] = 1, n_query: int = 15, outer_lr: float = 1e-3, optimizer: str = "adam",
+               val_set: Dataset | None = None, val_every: int = 100, val_episodes: int = 100,
+               val_shot: int | None = None, val_options: dict | None = None,
+               checkpoint: str | os.PathLike | None = None, seed: int = 0,
+               device: torch.device | str | None = None, progress: bool = True) -> History:
+    """Meta-train ``learner`` for ``n_steps`` outer steps of ``meta_batch_size`` tasks each.
 
     Args:
-        model: Has ``episode_loss(episode) -> (loss, scores)``; ``embed``/``scores`` for validation.
-        train_set: Meta-training data (e.g. FontGlot background).
-        n_way, k_shot, n_query: The episode shape.
-        n_episodes: Training episodes in all (including those done before a resume).
-        lr: Adam learning rate.
-        val_set: Validation data; without it the final weights are kept.
-        val_every: Episodes between validations.
-        val_episodes: Episodes per validation.
-        checkpoint: File to save to and resume from.
-        seed: Seed of the episode stream (seed the weights' initialisation yourself).
+        learner: Any :class:`~mlcourse.learner.Learner`.
+        source: A labelled data set or a task distribution (see :class:`TaskStream`).
+        n_steps: Outer steps in all (including those done before a resume).
+        meta_batch_size: Tasks per outer step.
+        n_way, k_shot, n_query: The episode shape (``k_shot``: an int or a sequence, see :class:`TaskStream`).
+        outer_lr: Learning rate of the outer optimizer.
+        optimizer: ``"adam"`` or ``"sgd"``.
+        val_set: Labelled validation data; every ``val_every`` steps the learner is evaluated
+            on ``val_episodes`` episodes of ``val_shot`` shots (default: the largest of
+            ``k_shot``), with ``val_options`` passed to its ``predict``; the best weights
+            are loaded back at the end.
+        checkpoint: File the full state is saved to at each validation and resumed from.
+        seed: Seed of the task stream (seed the initial weights yourself).
         device: Where to train (default :func:`~mlcourse.device.get_device`).
-        progress: Show a tqdm progress bar with the running loss and accuracy.
+        progress: Show a progress bar.
 
     Returns:
-        The :class:`TrainHistory`.
+        The :class:`History` (columns ``step``, ``loss``, ``acc``; ``val_step``, ``val_acc``, ``val_ci``).
     """
-    import time
-
+    check_learner(learner)
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
     device = get_device(device)
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    history, start, best_state = TrainHistory(), 0, None
-    signature = _signature(n_way, k_shot, n_query, n_episodes, lr, seed)
-    state = load_checkpoint(checkpoint, signature, map_location=device)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, start, best_state = TrainHistory(**state["history"]), state["episode"], state["best_state"]
-
-    def save(episode: int) -> None:
-        save_checkpoint(checkpoint, signature, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                        episode=episode, history=asdict(history), best_state=best_state)
-
-    sampler = EpisodeSampler(train_set, n_way, k_shot, n_query, n_tasks=n_episodes, seed=seed)
-    stream = iter(sampler)
-    for _ in range(start):  # skip what an earlier run already trained on
-        next(stream)
-    model.train()
+    learner.to(device)
+    stream = TaskStream(source, meta_batch_size=meta_batch_size, n_way=n_way, k_shot=k_shot, n_query=n_query,
+                        seed=seed)
+    val_shot = max(stream.shots) if val_shot is None else val_shot
+    opt = make_optimizer(optimizer, learner.parameters(), outer_lr)
+    signature = dict(learner=type(learner).__name__, settings=learner.extra_repr(), n_steps=n_steps,
+                     meta_batch_size=meta_batch_size, n_way=n_way, k_shot=stream.shots, n_query=n_query,
+                     outer_lr=outer_lr, optimizer=optimizer, seed=seed)
+    run = RunState(checkpoint, signature, learner, opt, History, device)
+    history, start = run.history, run.step
+    learner.train()
     t0, window_loss, window_acc = time.perf_counter(), [], []
-    bar = tqdm(range(start, n_episodes), initial=start, total=n_episodes, desc="training", disable=not progress)
-    for episode_index in bar:
-        episode = sampler.collate([train_set[i] for i in next(stream)]).to(device)
-        loss, scores = model.episode_loss(episode)
+    log_every = max(1, min(50, n_steps // 20))
+    bar = tqdm(range(start, n_steps), initial=start, total=n_steps, desc=type(learner).__name__, disable=not progress)
+    for step in bar:
+        tasks = [t.to(device) for t in stream.batch(step)]
+        loss, outputs = learner.meta_step(tasks, opt)
+        window_loss.append(loss)
+        if stream.episodic:
+            window_acc.append(float(np.mean([(o.argmax(-1) == t.query_y).float().mean().item()
+                                             for o, t in zip(outputs, tasks)])))
+        done = step + 1
+        save_point = done % val_every == 0 or done == n_steps
+        if done % log_every == 0 or save_point:  # a checkpoint never holds a half-logged window
+            history.log(step=done, loss=float(np.mean(window_loss)),
+                        acc=float(np.mean(window_acc)) if window_acc else float("nan"))
+            bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
+            window_loss, window_acc = [], []
+        if val_set is not None and (done % val_every == 0 or done == n_steps):
+            result = evaluate(learner, val_set, n_way=n_way, k_shot=val_shot, n_query=n_query,
+                              n_episodes=val_episodes, seed=seed + 1, device=device, **(val_options or {}))
+            history.log(val_step=done, val_acc=result.mean, val_ci=result.half_width)
+            if result.mean > history.best_val_acc:
+                history.best_val_acc, history.best_step = result.mean, done
+                run.keep_best()
+        if save_point:
+            history.seconds += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            run.save(done)
+    run.load_best()
+    return history
+
+
+def train_epoch(optimizer: torch.optim.Optimizer, batches: Iterable,
+                loss_of: Callable[..., torch.Tensor]) -> float:
+    """One pass of supervised training: for each batch, ``loss_of(*batch)``, backward, ``optimizer.step()``.
+
+    Args:
+        optimizer: Steps the trainable parameters.
+        batches: An iterable of tuples (e.g. a :class:`~torch.utils.data.DataLoader`).
+        loss_of: Maps one batch to a scalar loss; its first element's length weighs the mean.
+
+    Returns:
+        The mean loss per example over the pass.
+    """
+    total, n = 0.0, 0
+    for batch in batches:
+        batch = batch if isinstance(batch, (tuple, list)) else (batch,)
+        loss = loss_of(*batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        window_loss.append(loss.item())
-        window_acc.append((scores.argmax(1) == episode.query_y).float().mean().item())
-        done = episode_index + 1
-        if done % 50 == 0 or done == n_episodes:
-            history.episode.append(done)
-            history.train_loss.append(float(np.mean(window_loss)))
-            history.train_acc.append(float(np.mean(window_acc)))
-            bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", acc=f"{history.train_acc[-1]:.2f}")
-            window_loss, window_acc = [], []
-        if val_set is not None and (done % val_every == 0 or done == n_episodes):
-            mean, half, _ = evaluate_model(model, val_set, n_way, k_shot, n_query, val_episodes, seed=seed + 1,
-                                           device=device)
-            history.val_episode.append(done)
-            history.val_acc.append(mean)
-            history.val_ci.append(half)
-            if mean > history.best_val_acc:
-                history.best_val_acc, history.best_episode = mean, done
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            model.train()
-        if done % val_every == 0 or done == n_episodes:
-            history.seconds += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            save(done)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history
+        total += loss.item() * len(batch[0])
+        n += len(batch[0])
+    if n == 0:
+        raise ValueError("train_epoch got no batches: the training data is empty")
+    return total / n
+

@@ -2,7 +2,8 @@
 
 Every method here embeds support and query images with a backbone, then scores each
 (query, class) pair from the embeddings. Subclasses implement ``scores``; the rest
-(embedding, prediction, the loss, the rejection score for open-set queries) is shared.
+(embedding, prediction, the loss, the meta-step of the learner protocol) is shared. They are
+:class:`~mlcourse.learner.EmbeddingLearner` s: the evaluator embeds the test set once.
 """
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from collections.abc import Sequence
+
 from ..episodes import Episode
+from ..learner import StepResult
 
 __all__ = ["FewShotClassifier"]
 
@@ -50,19 +54,24 @@ class FewShotClassifier(nn.Module):
         scores = self(episode.support_x, episode.support_y, episode.query_x)
         return self.loss(scores, episode.query_y), scores
 
+    def meta_step(self, tasks: Sequence[Episode], optimizer: torch.optim.Optimizer) -> StepResult:
+        """One optimizer step on the mean episode loss of ``tasks`` (one episode per step in the papers)."""
+        if not tasks:
+            raise ValueError("meta_step needs at least one task")
+        optimizer.zero_grad(set_to_none=True)
+        total, outputs = 0.0, []
+        for task in tasks:  # one backward per task: only one task's graph is alive at a time
+            loss, scores = self.episode_loss(task)
+            (loss / len(tasks)).backward()
+            total += loss.item() / len(tasks)
+            outputs.append(scores.detach())
+        optimizer.step()
+        return StepResult(total, outputs)
+
     @torch.no_grad()
     def predict(self, episode: Episode) -> torch.Tensor:
         """Predicted query labels ``(Q,)``."""
         return self(episode.support_x, episode.support_y, episode.query_x).argmax(dim=1)
-
-    @staticmethod
-    def rejection_score(scores: torch.Tensor) -> torch.Tensor:
-        """How unlike every support class each query is, ``(Q,)``: minus its best score.
-
-        For a prototypical network this is the squared distance to the nearest prototype.
-        Use it to tell queries of unseen classes ("I don't know") from the support classes.
-        """
-        return -scores.max(dim=1).values
 
 
 def class_means(z: torch.Tensor, y: torch.Tensor, n_way: int) -> torch.Tensor:

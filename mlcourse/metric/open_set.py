@@ -15,22 +15,22 @@ from torch.utils.data import Dataset
 
 from ..device import get_device
 from ..episodes import labels_of, sample_episode_indices
-from ..evaluation import accuracy_ci
-from ..training import embed_dataset
+from ..evaluation import accuracy_ci, embed_dataset, eval_mode
 from .base import FewShotClassifier
 
 __all__ = ["REJECTION_SCORES", "open_set_evaluation"]
 
 REJECTION_SCORES = {
     # minus the best score: for ProtoNet the squared distance to the nearest prototype
-    "distance to nearest class": lambda s: -s.max(dim=1).values,
+    "nearest_distance": lambda s: -s.max(dim=1).values,
     # one minus the largest softmax probability (Hendrycks and Gimpel, 2017)
-    "1 - max softmax": lambda s: 1 - torch.softmax(s, dim=1).max(dim=1).values,
+    "max_softmax": lambda s: 1 - torch.softmax(s, dim=1).max(dim=1).values,
 }
+"""Rejection scores by name (higher means "none of the support classes")."""
 
 
 @torch.no_grad()
-def open_set_evaluation(model: FewShotClassifier, dataset: Dataset, n_way: int = 5, k_shot: int = 1,
+def open_set_evaluation(model: FewShotClassifier, dataset: Dataset, *, n_way: int = 5, k_shot: int = 1,
                         n_query: int = 15, n_episodes: int = 600, seed: int = 0,
                         device: torch.device | str | None = None,
                         embeddings: torch.Tensor | None = None) -> dict[str, dict]:
@@ -48,15 +48,15 @@ def open_set_evaluation(model: FewShotClassifier, dataset: Dataset, n_way: int =
     z = embeddings if embeddings is not None else embed_dataset(model, dataset, device=device)
     labels = labels_of(dataset)
     rng = np.random.default_rng(seed)
-    model.eval()
     results = {name: {"per_episode": [], "scores": [], "unknown": []} for name in REJECTION_SCORES}
     support_y = torch.arange(n_way, device=device).repeat_interleave(k_shot)
     for _ in range(n_episodes):
         s, q, _ = sample_episode_indices(labels, 2 * n_way, k_shot, n_query, rng)
         s = s[: n_way * k_shot]  # support only from the known half
         unknown = np.repeat(np.arange(2 * n_way) >= n_way, n_query).astype(int)
-        scores = model.scores(z[torch.as_tensor(s, device=device)], support_y, z[torch.as_tensor(q, device=device)],
-                              n_way)
+        with eval_mode(model):
+            scores = model.scores(z[torch.as_tensor(s, device=device)], support_y, z[torch.as_tensor(q, device=device)],
+                                  n_way)
         for name, fn in REJECTION_SCORES.items():
             r = fn(scores).cpu().numpy()
             results[name]["per_episode"].append(roc_auc_score(unknown, r))

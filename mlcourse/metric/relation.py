@@ -44,7 +44,7 @@ class RelationNetwork(FewShotClassifier):
             while ``"mean"`` keeps them on the training scale.
     """
 
-    def __init__(self, backbone: nn.Module | None = None, hidden: int = 64, relation_dim: int = 8,
+    def __init__(self, backbone: nn.Module | None = None, *, hidden: int = 64, relation_dim: int = 8,
                  aggregate: str = "sum") -> None:
         super().__init__(backbone if backbone is not None else RelationEmbedding(hidden=hidden))
         if aggregate not in ("sum", "mean"):

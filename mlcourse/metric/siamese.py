@@ -26,7 +26,7 @@ class SiameseNetwork(FewShotClassifier):
         embedding_dim: ``D``.
     """
 
-    def __init__(self, backbone: nn.Module, embedding_dim: int = 64) -> None:
+    def __init__(self, backbone: nn.Module, *, embedding_dim: int = 64) -> None:
         super().__init__(backbone)
         self.head = nn.Linear(embedding_dim, 1)
 

@@ -17,17 +17,16 @@ without it the soft targets would count ``T^2`` times less as ``T`` grows.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from ..progress import tqdm
-
 from ..device import get_device
+from ..progress import tqdm
+from ..training import History, train_epoch
 
-__all__ = ["soft_target_loss", "distillation_loss", "train_distilled", "DistillHistory", "random_shift"]
+__all__ = ["soft_target_loss", "distillation_loss", "train_distilled", "random_shift"]
 
 
 def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
@@ -92,19 +91,11 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return alpha * soft_target_loss(student_logits, teacher_logits, temperature) + (1 - alpha) * hard
 
 
-@dataclass
-class DistillHistory:
-    """Mean training loss per epoch."""
-
-    epoch: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-
-
-def train_distilled(student: nn.Module, teacher: nn.Module | None, x: torch.Tensor, y: torch.Tensor,
+def train_distilled(student: nn.Module, teacher: nn.Module | None, x: torch.Tensor, y: torch.Tensor, *,
                     epochs: int = 10, lr: float = 1e-3, temperature: float = 4.0, alpha: float = 0.9,
                     batch_size: int = 128, seed: int = 0, device: torch.device | str | None = None,
                     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-                    progress: bool = True) -> DistillHistory:
+                    progress: bool = True) -> History:
     """Train ``student`` on ``(x, y)`` with Adam, distilling from ``teacher``.
 
     The teacher is put in eval mode and its parameters are frozen (``requires_grad=False``).
@@ -115,6 +106,9 @@ def train_distilled(student: nn.Module, teacher: nn.Module | None, x: torch.Tens
     ``augment(x, generator)``, if given, transforms every batch before both networks see it
     (e.g. :func:`random_shift`): the teacher labels exactly the view the student is trained on
     ("consistent teaching", Beyer et al., 2022), and the baseline gets the same augmentation.
+
+    Returns:
+        The :class:`~mlcourse.training.History`: ``epoch`` and ``loss`` (mean training loss).
     """
     if len(x) != len(y):
         raise ValueError(f"{len(x)} inputs but {len(y)} labels")
@@ -139,28 +133,22 @@ def train_distilled(student: nn.Module, teacher: nn.Module | None, x: torch.Tens
     loader = DataLoader(TensorDataset(*columns), batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
     gen = torch.Generator().manual_seed(seed + 1)
-    history = DistillHistory()
+    history = History()
+
+    def loss_of(xb: torch.Tensor, yb: torch.Tensor, *cached_logits: torch.Tensor) -> torch.Tensor:
+        xb, yb = xb.to(device), yb.to(device)
+        if augment is not None:
+            xb = augment(xb, gen)
+        out = student(xb)
+        if alpha == 0:
+            return F.cross_entropy(out, yb)
+        if cached:
+            t_out = cached_logits[0].to(device)
+        else:
+            with torch.no_grad():
+                t_out = teacher(xb)
+        return distillation_loss(out, t_out, yb, temperature, alpha)
+
     for epoch in tqdm(range(epochs), desc="distilling" if alpha > 0 else "training", disable=not progress):
-        total, n = 0.0, 0
-        for batch in loader:
-            xb, yb = batch[0].to(device), batch[1].to(device)
-            if augment is not None:
-                xb = augment(xb, gen)
-            out = student(xb)
-            if alpha > 0:
-                if cached:
-                    t_out = batch[2].to(device)
-                else:
-                    with torch.no_grad():
-                        t_out = teacher(xb)
-                loss = distillation_loss(out, t_out, yb, temperature, alpha)
-            else:
-                loss = F.cross_entropy(out, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(yb)
-            n += len(yb)
-        history.epoch.append(epoch + 1)
-        history.loss.append(total / n)
+        history.log(epoch=epoch + 1, loss=train_epoch(opt, loader, loss_of))
     return history

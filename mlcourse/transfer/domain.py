@@ -21,18 +21,18 @@ useful for the source labels:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from ..progress import tqdm
-
 from ..device import get_device
+from ..evaluation import accuracy
+from ..progress import tqdm
+from ..training import History, train_epoch
 
 __all__ = ["GradientReversal", "grad_reverse", "dann_lambda", "coral_loss", "mmd_loss", "coral_transform",
-           "DomainAdaptationNet", "DomainHistory", "train_domain_adaptation", "METHODS"]
+           "DomainAdaptationNet", "train_domain_adaptation", "METHODS"]
 
 METHODS = ("source_only", "dann", "coral", "mmd", "target")
 
@@ -161,31 +161,10 @@ class DomainAdaptationNet(nn.Module):
         return self.domain(self.reverse(features)).squeeze(1)
 
 
-@dataclass
-class DomainHistory:
-    """Per epoch: classification loss, alignment loss (domain / CORAL / MMD) and accuracies."""
-
-    epoch: list[int] = field(default_factory=list)
-    class_loss: list[float] = field(default_factory=list)
-    align_loss: list[float] = field(default_factory=list)
-    source_acc: list[float] = field(default_factory=list)
-    target_acc: list[float] = field(default_factory=list)
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of ``x`` that ``model`` labels ``y`` (eval mode, restored afterwards)."""
-    was = model.training
-    model.eval()
-    acc = (model(x).argmax(1) == y).float().mean().item()
-    model.train(was)
-    return acc
-
-
 def train_domain_adaptation(model: DomainAdaptationNet, method: str, xs: torch.Tensor, ys: torch.Tensor,
-                            xt: torch.Tensor, yt: torch.Tensor | None = None, epochs: int = 30,
+                            xt: torch.Tensor, yt: torch.Tensor | None = None, *, epochs: int = 30,
                             batch_size: int = 128, lr: float = 1e-3, weight: float = 1.0, seed: int = 0,
-                            device: torch.device | str | None = None, progress: bool = True) -> DomainHistory:
+                            device: torch.device | str | None = None, progress: bool = True) -> History:
     """Train ``model`` on labelled source data and unlabelled target data.
 
     Args:
@@ -199,6 +178,10 @@ def train_domain_adaptation(model: DomainAdaptationNet, method: str, xs: torch.T
         epochs: Passes over the source data; each source batch is paired with a target batch.
         weight: Weight of the alignment loss (the final ``lambda`` for DANN, reached with
             :func:`dann_lambda`; a constant for CORAL and MMD).
+
+    Returns:
+        The :class:`~mlcourse.training.History`, per epoch: ``epoch``, ``class_loss``,
+        ``align_loss`` (domain / CORAL / MMD), ``source_acc`` and ``target_acc``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
@@ -216,37 +199,36 @@ def train_domain_adaptation(model: DomainAdaptationNet, method: str, xs: torch.T
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = max(1, math.ceil(len(xs) / batch_size))
     total_steps = epochs * steps_per_epoch
-    history = DomainHistory()
+    history = History()
     step = 0
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        nonlocal step, c_sum, a_sum
+        t_idx = torch.randint(len(xt), (len(idx),), generator=gen).to(device)
+        f_s = model.features(xs[idx])
+        loss = F.cross_entropy(model.classifier(f_s), ys[idx])
+        c_sum += loss.item()
+        align = torch.zeros((), device=device)
+        if method in ("dann", "coral", "mmd"):
+            f_t = model.features(xt[t_idx])
+            if method == "dann":
+                model.reverse.lambda_ = weight * dann_lambda(step / total_steps)
+                logits = model.domain_logits(torch.cat([f_s, f_t]))
+                domain = torch.cat([torch.ones(len(f_s)), torch.zeros(len(f_t))]).to(device)
+                align = F.binary_cross_entropy_with_logits(logits, domain)
+                loss = loss + align  # the reversal layer scales and flips its gradient
+            else:
+                align = (coral_loss if method == "coral" else mmd_loss)(f_s, f_t)
+                loss = loss + weight * align
+        a_sum += align.item()
+        step += 1
+        return loss
+
     for epoch in tqdm(range(epochs), desc=method, disable=not progress):
         order = torch.randperm(len(xs), generator=gen).to(device)
         c_sum = a_sum = 0.0
-        for i in range(steps_per_epoch):
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            t_idx = torch.randint(len(xt), (len(idx),), generator=gen).to(device)
-            f_s = model.features(xs[idx])
-            loss = F.cross_entropy(model.classifier(f_s), ys[idx])
-            c_sum += loss.item()
-            align = torch.zeros((), device=device)
-            if method in ("dann", "coral", "mmd"):
-                f_t = model.features(xt[t_idx])
-                if method == "dann":
-                    model.reverse.lambda_ = weight * dann_lambda(step / total_steps)
-                    logits = model.domain_logits(torch.cat([f_s, f_t]))
-                    domain = torch.cat([torch.ones(len(f_s)), torch.zeros(len(f_t))]).to(device)
-                    align = F.binary_cross_entropy_with_logits(logits, domain)
-                    loss = loss + align  # the reversal layer scales and flips its gradient
-                else:
-                    align = (coral_loss if method == "coral" else mmd_loss)(f_s, f_t)
-                    loss = loss + weight * align
-            a_sum += align.item()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-        history.epoch.append(epoch + 1)
-        history.class_loss.append(c_sum / steps_per_epoch)
-        history.align_loss.append(a_sum / steps_per_epoch)
-        history.source_acc.append(accuracy(model, xs, ys))
-        history.target_acc.append(accuracy(model, xt, yt) if yt is not None else float("nan"))
+        train_epoch(opt, [(order[i * batch_size:(i + 1) * batch_size],) for i in range(steps_per_epoch)], loss_of)
+        history.log(epoch=epoch + 1, class_loss=c_sum / steps_per_epoch, align_loss=a_sum / steps_per_epoch,
+                    source_acc=accuracy(model, xs, ys),
+                    target_acc=accuracy(model, xt, yt) if yt is not None else float("nan"))
     return history

@@ -28,19 +28,18 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from ..progress import tqdm
-
 from ..device import get_device
+from ..evaluation import accuracy, eval_mode
+from ..progress import tqdm
+from ..training import History, train_epoch
 
 __all__ = ["TransferNet", "layer_groups", "freeze", "unfreeze", "frozen_groups", "train_mode", "reinit_head",
-           "param_groups", "fine_tune", "FineTuneHistory", "extract_features", "linear_probe",
+           "param_groups", "fine_tune", "extract_features", "linear_probe",
            "torchvision_backbone", "count_parameters", "clone", "reinitialise",
            "STRATEGIES", "transfer_accuracy"]
 
@@ -203,32 +202,11 @@ def param_groups(model: nn.Module, lr: float, decay: float = 1.0, head_lr: float
     return out
 
 
-@dataclass
-class FineTuneHistory:
-    """Per epoch: mean training loss, trainable groups and (if evaluation data was given) accuracy."""
-
-    epoch: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    trainable: list[list[str]] = field(default_factory=list)
-    eval_acc: list[float] = field(default_factory=list)
-
-
-@torch.no_grad()
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int) -> float:
-    was = model.training
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += (model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
-    train_mode(model, was)
-    return correct / len(x)
-
-
-def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 10, lr: float = 1e-3,
+def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 10, lr: float = 1e-3,
               decay: float = 1.0, head_lr: float | None = None, gradual: bool = False,
               weight_decay: float = 0.0, batch_size: int = 64,
               eval_data: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
-              device: torch.device | str | None = None, progress: bool = True) -> FineTuneHistory:
+              device: torch.device | str | None = None, progress: bool = True) -> History:
     """Train ``model`` with Adam and cross-entropy, respecting what is frozen.
 
     Args:
@@ -242,6 +220,10 @@ def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 
         seed: Seeds the batch order.
 
     Training from scratch and pre-training are the same call on a fresh model.
+
+    Returns:
+        The :class:`~mlcourse.training.History`, per epoch: ``epoch``, ``loss`` (mean training
+        loss), ``trainable`` (the trainable groups) and, with ``eval_data``, ``eval_acc``.
     """
     if len(x) != len(y):
         raise ValueError(f"{len(x)} inputs but {len(y)} labels")
@@ -258,7 +240,7 @@ def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 
         freeze(model, trainable_now[:-1])
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
-    history = FineTuneHistory()
+    history = History()
     opt = None
     for epoch in tqdm(range(epochs), desc="fine-tuning", disable=not progress):
         if gradual and epoch > 0 and epoch < len(schedule):
@@ -267,20 +249,10 @@ def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 
         if opt is None:  # (re)built when the trainable set changes; Adam state restarts
             opt = torch.optim.Adam(param_groups(model, lr, decay, head_lr), weight_decay=weight_decay)
         train_mode(model)
-        total, n = 0.0, 0
-        for xb, yb in loader:
-            xb, yb = xb.to(device), yb.to(device)
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(yb)
-            n += len(yb)
-        history.epoch.append(epoch + 1)
-        history.loss.append(total / n)
-        history.trainable.append([n_ for n_, _ in groups if n_ not in frozen_groups(model)])
+        loss = train_epoch(opt, loader, lambda xb, yb: F.cross_entropy(model(xb.to(device)), yb.to(device)))
+        history.log(epoch=epoch + 1, loss=loss, trainable=[n for n, _ in groups if n not in frozen_groups(model)])
         if eval_data is not None:
-            history.eval_acc.append(_accuracy(model, *eval_data, device, 256))
+            history.log(eval_acc=accuracy(model, *eval_data, batch_size=256, device=device))
     model.eval()
     return history
 
@@ -293,15 +265,13 @@ def extract_features(backbone: nn.Module, x: torch.Tensor, batch_size: int = 256
     Pass ``model.backbone`` of a :class:`TransferNet` (or any feature extractor).
     """
     device = get_device(device)
-    was = backbone.training
-    backbone.to(device).eval()
-    out = [backbone(x[i:i + batch_size].to(device)).flatten(1).cpu() for i in range(0, len(x), batch_size)]
-    train_mode(backbone, was)
+    with eval_mode(backbone.to(device)):
+        out = [backbone(x[i:i + batch_size].to(device)).flatten(1).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out).numpy().astype(np.float32)
 
 
 def linear_probe(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
-                 test_labels: np.ndarray, kind: str = "svm", C: float = 1.0) -> tuple[float, object]:
+                 test_labels: np.ndarray, *, kind: str = "svm", C: float = 1.0) -> tuple[float, object]:
     """Fit a linear classifier on features and score it: returns ``(test accuracy, fitted pipeline)``.
 
     Args:
@@ -393,11 +363,13 @@ def reinitialise(model: nn.Module, seed: int | None = None) -> nn.Module:
     return model
 
 
-STRATEGIES = ("linear SVM", "head only", "fine-tune all", "from scratch")
+STRATEGIES = {"linear_svm": "linear SVM", "head_only": "head only", "fine_tune_all": "fine-tune all",
+              "from_scratch": "from scratch"}
+"""The ways of using a source model for a target task: identifier -> label for tables and plots."""
 
 
 def transfer_accuracy(strategy: str, source: TransferNet, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
-                      y_test: torch.Tensor, n_classes: int, epochs: int = 20, lr: float = 1e-3, decay: float = 1.0,
+                      y_test: torch.Tensor, *, n_classes: int, epochs: int = 20, lr: float = 1e-3, decay: float = 1.0,
                       head_lr: float | None = None, freeze_depth: int = 0, seed: int = 0, batch_size: int = 64,
                       device: torch.device | str | None = None) -> float:
     """Test accuracy of one way of using a pre-trained ``source`` model on a target task.
@@ -405,10 +377,10 @@ def transfer_accuracy(strategy: str, source: TransferNet, x: torch.Tensor, y: to
     The source model is never modified (every strategy works on a copy).
 
     Args:
-        strategy: ``"linear SVM"`` (CNN codes of the frozen backbone, a linear SVM),
-            ``"head only"`` (frozen backbone, a new linear head trained with Adam),
-            ``"fine-tune all"`` (new head, every layer trained from the source weights; with
-            ``freeze_depth=k`` the first ``k`` groups stay frozen) or ``"from scratch"``
+        strategy: ``"linear_svm"`` (CNN codes of the frozen backbone, a linear SVM),
+            ``"head_only"`` (frozen backbone, a new linear head trained with Adam),
+            ``"fine_tune_all"`` (new head, every layer trained from the source weights; with
+            ``freeze_depth=k`` the first ``k`` groups stay frozen) or ``"from_scratch"``
             (same architecture, random initialisation, every layer trained).
         x, y: Target training data; ``x_test``, ``y_test``: held-out target data.
         n_classes: Classes of the target task.
@@ -417,23 +389,23 @@ def transfer_accuracy(strategy: str, source: TransferNet, x: torch.Tensor, y: to
         seed: Seeds the new head (or the whole network from scratch) and the batch order.
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
     y_max = int(max(y.max(), y_test.max()))
     if y_max >= n_classes:
         raise ValueError(f"labels go up to {y_max} but n_classes={n_classes}")
-    if strategy == "linear SVM":
+    if strategy == "linear_svm":
         train_codes = extract_features(source.backbone, x, device=device)
         test_codes = extract_features(source.backbone, x_test, device=device)
         return linear_probe(train_codes, y.numpy(), test_codes, y_test.numpy(), kind="svm", C=0.1)[0]
     model = clone(source)
-    if strategy == "from scratch":
+    if strategy == "from_scratch":
         reinitialise(model, seed)
     unfreeze(model)
     reinit_head(model, n_classes, seed=seed)
-    if strategy == "head only":
+    if strategy == "head_only":
         freeze(model, len(layer_groups(model)) - 1)
     elif freeze_depth:
         freeze(model, freeze_depth)
     fine_tune(model, x, y, epochs=epochs, lr=lr, decay=decay, head_lr=head_lr, batch_size=batch_size, seed=seed,
               device=device, progress=False)
-    return _accuracy(model, x_test, y_test, get_device(device), 256)
+    return accuracy(model, x_test, y_test, batch_size=256, device=device)

@@ -15,29 +15,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from ..episodes import Episode
+from ..learner import StepResult
+from .gradient import GradientLearner
 from .inner import adapt, parameters_of
-from .maml import MAML
 
 __all__ = ["Reptile"]
 
 
-class Reptile(MAML):
-    """Reptile with the shared functional inner loop; takes the arguments of :class:`~mlcourse.optim.maml.MAML`.
+class Reptile(GradientLearner):
+    """Reptile with the shared functional inner loop (a sibling of :class:`~mlcourse.optimization.maml.MAML`).
 
-    ``first_order`` is always on (Reptile never differentiates through the inner loop).
-    Test-time adaptation and prediction are MAML's (inner steps on the support set).
+    Args:
+        model, loss_fn: As in :class:`~mlcourse.optimization.gradient.GradientLearner`.
+        inner_lr: Step size of the inner SGD.
+        inner_steps: Inner steps per task (the signal appears from 2 on).
+
+    Reptile never differentiates through the inner loop. Test-time adaptation and prediction
+    are the shared ones (inner steps on the support set).
     """
 
-    def __init__(self, model, inner_lr: float = 0.1, inner_steps: int = 5, **kwargs) -> None:
-        kwargs["first_order"] = True
-        if kwargs.get("task_batching", "loop") != "loop":
-            raise ValueError("Reptile runs its tasks in a loop; task_batching must be 'loop'")
+    def __init__(self, model: nn.Module, *, inner_lr: float = 0.1, inner_steps: int = 5, **kwargs) -> None:
         super().__init__(model, inner_lr=inner_lr, inner_steps=inner_steps, **kwargs)
 
-    def meta_backward(self, tasks: Sequence[Episode]) -> tuple[float, list[torch.Tensor]]:
-        """Add :math:`\\frac{1}{n}\\sum_i (\\theta - \\phi_i)` to ``.grad``; returns (mean query loss after adaptation, outputs)."""
+    def meta_backward(self, tasks: Sequence[Episode]) -> StepResult:
+        """Add :math:`\\frac{1}{n}\\sum_i (\\theta - \\phi_i)` to ``.grad``; the loss is the mean query loss after adaptation."""
         if not tasks:
             raise ValueError("meta_backward needs at least one task")
         theta = parameters_of(self.model)
@@ -45,8 +49,8 @@ class Reptile(MAML):
         for task in tasks:
             x = torch.cat([task.support_x, task.query_x])
             y = torch.cat([task.support_y, task.query_y])
-            phi = adapt(self.model, theta, x, y, self.loss_fn, self.inner_steps, self.inner_lrs(),
-                        first_order=True, track_meta_grad=False)
+            phi = adapt(self.model, theta, x, y, inner_lr=self.inner_lrs(), inner_steps=self.inner_steps,
+                        loss_fn=self.loss_fn, first_order=True, track_meta_grad=False)
             with torch.no_grad():
                 for name, p in theta.items():
                     step = (p - phi[name]) / len(tasks)
@@ -54,18 +58,4 @@ class Reptile(MAML):
                 out = self(task.query_x, phi)
                 total += self.loss_fn(out, task.query_y).item() / len(tasks)
             outs.append(out)
-        return total, outs
-
-    def meta_loss(self, tasks):
-        raise NotImplementedError("Reptile has no differentiable meta-loss; use meta_backward")
-
-    def meta_gradient(self, tasks):
-        """The Reptile update direction :math:`\\frac{1}{n}\\sum_i (\\theta - \\phi_i)` by parameter name."""
-        saved = {n: (None if p.grad is None else p.grad.clone()) for n, p in self.named_parameters()}
-        for p in self.parameters():
-            p.grad = None
-        self.meta_backward(tasks)
-        grads = {n: p.grad.clone() for n, p in self.named_parameters() if p.grad is not None}
-        for n, p in self.named_parameters():
-            p.grad = saved[n]
-        return grads
+        return StepResult(total, outs)

@@ -1,7 +1,7 @@
 """Black-box adaptation: a network that reads the support set and labels the queries.
 
-Optimization-based learners (:mod:`mlcourse.optim`) adapt by gradient steps; metric learners
-(:mod:`mlcourse.metric`) by comparing embeddings. A *black-box* learner adapts by a forward
+Optimization-based learners (:mod:`mlcourse.optimization`) adapt by gradient steps; metric
+learners (:mod:`mlcourse.metric`) by comparing embeddings. A *black-box* learner adapts by a forward
 pass: a network reads the labelled support set ``{(x_i, y_i)}`` and produces a task context
 that conditions a classifier of the queries, ``p(y | x, S) = h(x, g(S))``. Everything is one
 network, trained end to end on episodes (CS330, lecture 3).
@@ -27,10 +27,10 @@ recurrent learner also gets the unlabelled ``f(x)``, which is all a query has. B
 then see the same information and differ only in how they aggregate it.
 
 Both use a :class:`~mlcourse.backbones.Conv4` image encoder ``f`` and output ``n_way``
-logits, so a model serves one number of ways (it can take any number of shots). They expose
-``meta_step`` and ``predict`` like the learners of :mod:`mlcourse.optim`, so
-:func:`~mlcourse.optim.train.meta_train` trains them and
-:func:`~mlcourse.optim.train.evaluate_learner` evaluates them.
+logits, so a model serves one number of ways (it can take any number of shots). They are
+:class:`~mlcourse.learner.Learner` s like every method of the course:
+:func:`~mlcourse.training.meta_train` trains them and :func:`~mlcourse.evaluation.evaluate`
+evaluates them.
 """
 from __future__ import annotations
 
@@ -41,11 +41,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import Conv4
-from .episodes import Episode
+from ..backbones import Conv4
+from ..device import get_device
+from ..episodes import Episode, check_episode_request, draw_episode, labels_of
+from ..evaluation import eval_mode
+from ..learner import StepResult
 
-__all__ = ["BlackBoxLearner", "RecurrentLearner", "AveragingLearner", "aggregate_mean", "shuffle_support",
-           "order_sensitivity"]
+__all__ = ["BlackBoxLearner", "aggregate_mean", "shuffle_support", "order_sensitivity"]
 
 
 def aggregate_mean(pair_embeddings: torch.Tensor) -> torch.Tensor:
@@ -81,11 +83,7 @@ class BlackBoxLearner(nn.Module):
             that an order-sensitive learner cannot rely on the class-sorted order of episodes.
     """
 
-    # meta_train records these in its checkpoint signature; a black box has no inner loop.
-    inner_steps = 0
-    first_order = False
-
-    def __init__(self, n_way: int = 5, encoder: nn.Module | None = None, shuffle_train_support: bool = True) -> None:
+    def __init__(self, *, n_way: int = 5, encoder: nn.Module | None = None, shuffle_train_support: bool = True) -> None:
         super().__init__()
         if isinstance(n_way, bool) or not isinstance(n_way, int) or n_way < 2:
             raise ValueError(f"n_way must be an int of at least 2, got {n_way!r}")
@@ -142,105 +140,26 @@ class BlackBoxLearner(nn.Module):
         out = self(sx, sy, qx)
         return F.cross_entropy(out.flatten(0, 1), qy.flatten()), out
 
-    def meta_step(self, tasks: Sequence[Episode], optimizer: torch.optim.Optimizer) -> tuple[float, list[torch.Tensor]]:
+    def extra_repr(self) -> str:
+        return f"n_way={self.n_way}, shuffle_train_support={self.shuffle_train_support}"
+
+    def meta_step(self, tasks: Sequence[Episode], optimizer: torch.optim.Optimizer) -> StepResult:
         """One training step on a batch of tasks; returns the loss and each task's query logits."""
         optimizer.zero_grad(set_to_none=True)
         loss, out = self.meta_loss(tasks)
         loss.backward()
         optimizer.step()
-        return loss.item(), list(out.detach())
+        return StepResult(loss.item(), list(out.detach()))
 
     @torch.no_grad()
-    def predict(self, task: Episode, steps: int | None = None) -> torch.Tensor:
-        """Predicted query labels of one episode (``steps`` is ignored: there is no inner loop)."""
-        was_training = self.training
-        self.eval()
-        pred = self.forward_task(task).argmax(-1)
-        self.train(was_training)
-        return pred
-
-
-class RecurrentLearner(BlackBoxLearner):
-    """LSTM over the support sequence, then each query with a zero label (memory-augmented style).
-
-    Santoro et al., "Meta-Learning with Memory-Augmented Neural Networks", ICML 2016.
-
-    Args:
-        n_way: Classes per task.
-        hidden: LSTM hidden units.
-        layers: LSTM layers.
-        encoder, shuffle_train_support: See :class:`BlackBoxLearner`.
-        slots: Input ``[e_y ⊗ f(x), f(x)]`` (``(N + 1) * D`` values) instead of ``[f(x), e_y]``.
-    """
-
-    def __init__(self, n_way: int = 5, hidden: int = 256, layers: int = 1, encoder: nn.Module | None = None,
-                 shuffle_train_support: bool = True, slots: bool = True) -> None:
-        super().__init__(n_way, encoder, shuffle_train_support)
-        self.slots = slots
-        width = self.features * (n_way + 1) if slots else self.features + n_way
-        self.lstm = nn.LSTM(width, hidden, num_layers=layers, batch_first=True)
-        self.head = nn.Linear(hidden, n_way)
-
-    def inputs(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """LSTM inputs of pairs: features ``(B, L, D)``, one-hot labels ``(B, L, N)`` (zeros for queries)."""
-        if self.slots:
-            return torch.cat([(z[..., None, :] * y[..., :, None]).flatten(-2), z], dim=-1)
-        return torch.cat([z, y], dim=-1)
-
-    def logits(self, zs: torch.Tensor, ys: torch.Tensor, zq: torch.Tensor) -> torch.Tensor:
-        b, q = zq.shape[:2]
-        _, (h, c) = self.lstm(self.inputs(zs, ys))  # the state after reading the support set
-        # every query starts from that state, so queries do not see each other
-        h = h.repeat_interleave(q, dim=1)
-        c = c.repeat_interleave(q, dim=1)
-        x = self.inputs(zq, zq.new_zeros(b, q, self.n_way)).reshape(b * q, 1, -1)
-        out, _ = self.lstm(x, (h, c))
-        return self.head(out[:, 0]).view(b, q, self.n_way)
-
-
-class AveragingLearner(BlackBoxLearner):
-    """Embed each support pair, average, and classify ``[f(x), mean]`` (conditional-neural-process style).
-
-    Garnelo et al., "Conditional Neural Processes", ICML 2018. With ``slots=True`` a pair is
-    embedded as ``e_y ⊗ g(f(x))``, so the mean holds ``K / S`` times the mean embedding of
-    each class in that class's block.
-
-    Args:
-        n_way: Classes per task.
-        hidden: Width of the pair embedding ``g`` and of the query classifier.
-        encoder, shuffle_train_support: See :class:`BlackBoxLearner`.
-        slots: Embed pairs as ``e_y ⊗ g(f(x))`` (context of ``N * hidden`` values) instead of
-            ``g([f(x), e_y])`` (``hidden`` values).
-    """
-
-    def __init__(self, n_way: int = 5, hidden: int = 256, encoder: nn.Module | None = None,
-                 shuffle_train_support: bool = True, slots: bool = True) -> None:
-        super().__init__(n_way, encoder, shuffle_train_support)
-        d = self.features
-        self.slots = slots
-        self.pair = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
-        ctx = hidden * n_way if slots else hidden
-        if not slots:
-            self.pair[0] = nn.Linear(d + n_way, hidden)
-        self.classifier = nn.Sequential(nn.Linear(d + ctx, hidden), nn.ReLU(), nn.Linear(hidden, n_way))
-
-    def embed_pairs(self, zs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        """Embed each support pair: ``(B, S, D)`` features and ``(B, S, N)`` one-hot labels -> ``(B, S, C)``."""
-        if self.slots:
-            return (self.pair(zs)[..., None, :] * ys[..., :, None]).flatten(-2)
-        return self.pair(torch.cat([zs, ys], dim=-1))
-
-    def context(self, zs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        """The task context ``(B, C)``: the mean of the embedded pairs."""
-        return aggregate_mean(self.embed_pairs(zs, ys))
-
-    def logits(self, zs: torch.Tensor, ys: torch.Tensor, zq: torch.Tensor) -> torch.Tensor:
-        r = self.context(zs, ys)
-        return self.classifier(torch.cat([zq, r[:, None].expand(-1, zq.shape[1], -1)], dim=-1))
+    def predict(self, episode: Episode) -> torch.Tensor:
+        """Predicted query labels of one episode (in eval mode: the support order is kept)."""
+        with eval_mode(self):
+            return self.forward_task(episode).argmax(-1)
 
 
 @torch.no_grad()
-def order_sensitivity(learner: BlackBoxLearner, dataset, n_way: int = 5, k_shot: int = 5, n_query: int = 15,
+def order_sensitivity(learner: BlackBoxLearner, dataset, *, n_way: int = 5, k_shot: int = 5, n_query: int = 15,
                       n_episodes: int = 100, n_orders: int = 5, seed: int = 0,
                       device: torch.device | str | None = None) -> dict[str, float]:
     """How much a learner's answers depend on the order of the support set.
@@ -255,27 +174,21 @@ def order_sensitivity(learner: BlackBoxLearner, dataset, n_way: int = 5, k_shot:
         spread (max - min) of query accuracy across the orders. All 0 for an
         order-invariant learner.
     """
-    from .device import get_device
-    from .episodes import check_episode_request, labels_of
-    from .optim.train import draw_episode
-
     device = get_device(device)
     labels = labels_of(dataset)
-    check_episode_request(dict(zip(*np.unique(labels, return_counts=True))), n_way, k_shot, n_query)
+    check_episode_request(labels, n_way, k_shot, n_query)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    was_training = learner.training
-    learner.eval()
     changed, tv, spread = [], [], []
     for _ in range(n_episodes):
-        task = draw_episode(dataset, labels, n_way, k_shot, n_query, rng).to(device)
-        p0 = learner.forward_task(task).softmax(-1)
+        task = draw_episode(dataset, n_way=n_way, k_shot=k_shot, n_query=n_query, rng=rng, labels=labels).to(device)
+        with eval_mode(learner):
+            p0 = learner.forward_task(task).softmax(-1)
+            shuffled = [learner.forward_task(shuffle_support(task, gen)).softmax(-1) for _ in range(n_orders)]
         accs = [(p0.argmax(-1) == task.query_y).float().mean().item()]
-        for _ in range(n_orders):
-            p = learner.forward_task(shuffle_support(task, gen)).softmax(-1)
+        for p in shuffled:
             changed.append((p.argmax(-1) != p0.argmax(-1)).float().mean().item())
             tv.append(0.5 * (p - p0).abs().sum(-1).mean().item())
             accs.append((p.argmax(-1) == task.query_y).float().mean().item())
         spread.append(max(accs) - min(accs))
-    learner.train(was_training)
     return {"changed": float(np.mean(changed)), "tv": float(np.mean(tv)), "accuracy_range": float(np.mean(spread))}

@@ -1,4 +1,4 @@
-"""What a meta-step costs: wall time and the memory autograd holds for the backward pass.
+"""What a meta-step costs in memory: the bytes autograd holds for the backward pass.
 
 :func:`autograd_peak_bytes` counts, on any device, the tensors that autograd saves for
 backward while a function runs and reports the peak of what is alive at once (each storage
@@ -7,13 +7,12 @@ grow with the number of inner steps; the benchmark measures the full CUDA peak a
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-__all__ = ["autograd_peak_bytes", "time_call"]
+__all__ = ["autograd_peak_bytes"]
 
 
 class _Tracker:
@@ -57,15 +56,3 @@ def autograd_peak_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
         result = fn()
     return result, tracker.peak
 
-
-def time_call(fn: Callable[[], Any], device: torch.device | str | None = None, repeats: int = 3) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` calls (CUDA synchronised)."""
-    sync = torch.cuda.synchronize if (device is not None and torch.device(device).type == "cuda") else (lambda: None)
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]

@@ -21,18 +21,22 @@ test-time prediction depend on the order of the tasks seen before.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Dict, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["Params", "LearningRate", "parameters_of", "functional_forward", "inner_step", "adapt"]
+__all__ = ["Params", "LearningRate", "parameters_of", "functional_forward", "update", "inner_step", "adapt"]
 
-Params = dict[str, torch.Tensor]
+Params = Dict[str, torch.Tensor]
 """Parameters of a model by name, as in ``dict(model.named_parameters())``."""
 
-LearningRate = float | Mapping[str, torch.Tensor]
+LearningRate = Union[float, Mapping[str, torch.Tensor]]
 """One inner learning rate for all parameters, or one tensor per parameter (Meta-SGD)."""
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def parameters_of(model: nn.Module) -> Params:
@@ -54,17 +58,29 @@ def _rate(lr: LearningRate, name: str) -> torch.Tensor | float:
     return lr
 
 
-def inner_step(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
-               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], lr: LearningRate,
-               first_order: bool = False) -> tuple[Params, torch.Tensor]:
-    """One gradient step on the loss of ``(x, y)``: ``p <- p - lr * dL/dp`` for every parameter.
+def update(params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor | None], inner_lr: LearningRate,
+           first_order: bool = False) -> Params:
+    """The inner update rule, written once: ``p <- p - inner_lr * g`` for every parameter.
+
+    Used by :func:`inner_step` (autograd) and by MAML's vectorised path (``torch.func.grad``).
+    A parameter without a gradient (``None``: it does not touch the loss) is kept as it is;
+    with ``first_order`` the gradient is a constant (detached).
+    """
+    return {name: p if grads[name] is None
+            else p - _rate(inner_lr, name) * (grads[name].detach() if first_order else grads[name])
+            for name, p in params.items()}
+
+
+def inner_step(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, *, inner_lr: LearningRate,
+               loss_fn: LossFn = F.cross_entropy, first_order: bool = False) -> tuple[Params, torch.Tensor]:
+    """One gradient step on the loss of ``(x, y)``: ``p <- p - inner_lr * dL/dp`` for every parameter.
 
     Args:
         model: The network; only its structure (and buffers) are used.
         params: Current parameters by name.
         x, y: The task's support inputs and targets.
+        inner_lr: A float, or a tensor per parameter name (Meta-SGD's learned rates).
         loss_fn: ``loss_fn(model_output, y)`` -> scalar.
-        lr: A float, or a tensor per parameter name (Meta-SGD's learned rates).
         first_order: Treat the gradient as a constant (no second-order terms).
 
     Returns:
@@ -73,34 +89,31 @@ def inner_step(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tenso
     loss = loss_fn(functional_forward(model, params, x), y)
     names = list(params)
     grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=not first_order, allow_unused=True)
-    new = {}
-    for name, g in zip(names, grads):
-        if g is None:  # the parameter does not touch this loss (e.g. an unused head)
-            new[name] = params[name]
-        else:
-            new[name] = params[name] - _rate(lr, name) * (g.detach() if first_order else g)
-    return new, loss
+    return update(params, dict(zip(names, grads)), inner_lr, first_order), loss
 
 
-def adapt(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
-          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], steps: int, lr: LearningRate,
-          first_order: bool = False, track_meta_grad: bool = True) -> Params:
-    """``steps`` inner gradient steps from ``params`` on ``(x, y)``; returns the adapted parameters.
+def adapt(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, *, inner_lr: LearningRate,
+          inner_steps: int, loss_fn: LossFn = F.cross_entropy, first_order: bool = False,
+          track_meta_grad: bool = True) -> Params:
+    """``inner_steps`` gradient steps from ``params`` on ``(x, y)``; returns the adapted parameters.
 
     Args:
+        model, params, x, y, inner_lr, loss_fn, first_order: As in :func:`inner_step`.
+        inner_steps: Number of steps (0 returns ``params``).
         track_meta_grad: Keep the graph back to ``params`` (for the outer gradient). With
             ``False`` each step starts from detached tensors: test-time adaptation with
-            memory that does not grow with ``steps``.
+            memory that does not grow with ``inner_steps``.
 
     Works inside ``torch.no_grad()`` too: the inner gradients are always computed.
     """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
+        raise ValueError(f"inner_steps must be an int >= 0, got {inner_steps!r}")
     with torch.enable_grad():
         if not track_meta_grad:
             params = {n: p.detach().requires_grad_() for n, p in params.items()}
-        for _ in range(steps):
-            params, _ = inner_step(model, params, x, y, loss_fn, lr, first_order or not track_meta_grad)
+        for _ in range(inner_steps):
+            params, _ = inner_step(model, params, x, y, inner_lr=inner_lr, loss_fn=loss_fn,
+                                   first_order=first_order or not track_meta_grad)
             if not track_meta_grad:
                 params = {n: p.detach().requires_grad_() for n, p in params.items()}
     return params

@@ -1,9 +1,9 @@
-"""Baselines that do no learning at all, against which every method is measured."""
+"""The baseline that learns nothing: nearest neighbour in pixel space, against which every method is measured."""
 from __future__ import annotations
 
 import torch
 
-from .episodes import Episode
+from ..episodes import Episode
 
 __all__ = ["pixel_nearest_neighbour"]
 

@@ -19,7 +19,8 @@ instead (tasks must then have the same shapes). It refuses models with BatchNorm
 torch 2.14, gradients through BatchNorm under ``vmap`` with respect to the shared
 (un-batched) parameters differ from the per-task loop, by tens of percent, even without
 second-order terms, while the loop matches float64 finite differences. Without BatchNorm
-the two agree to rounding (tests).
+the two agree to rounding (tests). Both paths use the one update rule of
+:func:`~mlcourse.optimization.inner.update`.
 """
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..episodes import Episode
-from .inner import LearningRate, Params, _rate, adapt, functional_forward, parameters_of
+from ..learner import StepResult
+from .gradient import GradientLearner
+from .inner import functional_forward, parameters_of, update
 
 __all__ = ["MAML"]
 
@@ -39,13 +42,11 @@ def _has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-class MAML(nn.Module):
+class MAML(GradientLearner):
     """MAML around any ``model``; its parameters are the meta-learned initialisation.
 
     Args:
-        model: The network adapted per task, e.g. ``nn.Sequential(Conv4(track_running_stats=False),
-            nn.Linear(64, n_way))`` for classification or an :class:`~mlcourse.backbones.MLP`
-            for regression.
+        model: The network adapted per task (see :class:`~mlcourse.optimization.gradient.GradientLearner`).
         inner_lr: Inner-loop step size :math:`\\alpha` (0.4 for Omniglot in the paper, 0.01 for sinusoids).
         inner_steps: Inner gradient steps during meta-training.
         first_order: Drop second-order terms (FOMAML).
@@ -53,44 +54,23 @@ class MAML(nn.Module):
         task_batching: ``"loop"`` (per-task backward, default) or ``"vmap"``.
     """
 
-    def __init__(self, model: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1, first_order: bool = False,
+    def __init__(self, model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1, first_order: bool = False,
                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
                  task_batching: str = "loop") -> None:
-        super().__init__()
-        if inner_steps < 1:
-            raise ValueError(f"inner_steps must be at least 1, got {inner_steps}")
+        super().__init__(model, inner_lr=inner_lr, inner_steps=inner_steps, loss_fn=loss_fn)
         if task_batching not in ("loop", "vmap"):
             raise ValueError(f"task_batching must be 'loop' or 'vmap', got {task_batching!r}")
         if task_batching == "vmap" and _has_batch_norm(model):
             raise ValueError("task_batching='vmap' gives wrong meta-gradients for models with BatchNorm in current "
                              "PyTorch (checked against the per-task loop); use task_batching='loop'")
-        self.model = model
-        self.inner_lr = inner_lr
-        self.inner_steps = inner_steps
-        self.first_order = first_order
-        self.loss_fn = loss_fn
-        self.task_batching = task_batching
+        self.first_order, self.task_batching = first_order, task_batching
 
-    # -- the inner loop ---------------------------------------------------------------------------
-    def inner_lrs(self) -> LearningRate:
-        """The inner step sizes: one float here, one tensor per parameter in Meta-SGD."""
-        return self.inner_lr
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, first_order={self.first_order}"
 
-    def adapt(self, x: torch.Tensor, y: torch.Tensor, steps: int | None = None,
-              track_meta_grad: bool = True) -> Params:
-        """Parameters adapted to the support set ``(x, y)`` with ``steps`` inner steps."""
-        return adapt(self.model, parameters_of(self.model), x, y, self.loss_fn,
-                     self.inner_steps if steps is None else steps, self.inner_lrs(), self.first_order,
-                     track_meta_grad)
-
-    def forward(self, x: torch.Tensor, params: Params | None = None) -> torch.Tensor:
-        """The model's output on ``x`` with ``params`` (its own parameters when ``None``)."""
-        return self.model(x) if params is None else functional_forward(self.model, params, x)
-
-    # -- the outer loop ---------------------------------------------------------------------------
     def task_loss(self, task: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         """``(query loss after adaptation, query outputs)`` of one task, differentiable w.r.t. the initialisation."""
-        params = self.adapt(task.support_x, task.support_y)
+        params = self.adapt(task.support_x, task.support_y, first_order=self.first_order)
         out = self(task.query_x, params)
         return self.loss_fn(out, task.query_y), out
 
@@ -102,8 +82,8 @@ class MAML(nn.Module):
         results = [self.task_loss(t) for t in tasks]
         return torch.stack([r[0] for r in results]).mean(), [r[1] for r in results]
 
-    def meta_backward(self, tasks: Sequence[Episode]) -> tuple[float, list[torch.Tensor]]:
-        """Accumulate the meta-gradient of the mean query loss into ``.grad``; returns ``(loss, outputs)``.
+    def meta_backward(self, tasks: Sequence[Episode]) -> StepResult:
+        """Accumulate the meta-gradient of the mean query loss into ``.grad``.
 
         With ``task_batching="loop"`` each task is backpropagated on its own, so only one
         task's graph is alive at a time.
@@ -113,42 +93,15 @@ class MAML(nn.Module):
         if self.task_batching == "vmap":
             loss, outs = self.meta_loss(tasks)
             loss.backward()
-            return loss.item(), [o.detach() for o in outs]
+            return StepResult(loss.item(), [o.detach() for o in outs])
         total, outs = 0.0, []
         for task in tasks:
             loss, out = self.task_loss(task)
             (loss / len(tasks)).backward()
             total += loss.item() / len(tasks)
             outs.append(out.detach())
-        return total, outs
+        return StepResult(total, outs)
 
-    def meta_gradient(self, tasks: Sequence[Episode]) -> dict[str, torch.Tensor]:
-        """The meta-gradient by parameter name (without touching ``.grad``); for checks and exercises."""
-        loss, _ = self.meta_loss(tasks)
-        names = [n for n, p in self.named_parameters() if p.requires_grad]
-        grads = torch.autograd.grad(loss, [dict(self.named_parameters())[n] for n in names], allow_unused=True)
-        return {n: (torch.zeros_like(dict(self.named_parameters())[n]) if g is None else g)
-                for n, g in zip(names, grads)}
-
-    def meta_step(self, tasks: Sequence[Episode], optimizer: torch.optim.Optimizer) -> tuple[float, list[torch.Tensor]]:
-        """One outer update: zero the gradients, :meth:`meta_backward`, ``optimizer.step()``."""
-        optimizer.zero_grad(set_to_none=True)
-        result = self.meta_backward(tasks)
-        optimizer.step()
-        return result
-
-    # -- test time --------------------------------------------------------------------------------
-    def adapted_output(self, task: Episode, steps: int | None = None) -> torch.Tensor:
-        """Query outputs after adapting to the support set (no meta-gradient kept)."""
-        params = self.adapt(task.support_x, task.support_y, steps, track_meta_grad=False)
-        with torch.no_grad():
-            return self(task.query_x, params)
-
-    def predict(self, task: Episode, steps: int | None = None) -> torch.Tensor:
-        """Predicted query labels after ``steps`` inner steps on the support set."""
-        return self.adapted_output(task, steps).argmax(dim=-1)
-
-    # -- vectorised tasks -------------------------------------------------------------------------
     def _vmap_losses(self, tasks: Sequence[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
         shapes = {(tuple(t.support_x.shape), tuple(t.query_x.shape)) for t in tasks}
         if len(shapes) != 1:
@@ -160,8 +113,8 @@ class MAML(nn.Module):
         def one_task(sx, sy, qx, qy):
             p = params
             for _ in range(steps):
-                g = torch.func.grad(lambda q: loss_fn(functional_forward(model, q, sx), sy))(p)
-                p = {n: p[n] - _rate(lrs, n) * (g[n].detach() if first_order else g[n]) for n in p}
+                p = update(p, torch.func.grad(lambda q: loss_fn(functional_forward(model, q, sx), sy))(p), lrs,
+                           first_order)
             out = functional_forward(model, p, qx)
             return loss_fn(out, qy), out
 
