@@ -53,14 +53,15 @@ def worker(impl, order, meta_batch, inner, device_name, n_steps, warmup):
 
     from mlcourse.backbones import Conv4
     from mlcourse.data import FontGlot
-    from mlcourse.episodes import labels_of
-    from mlcourse.optim import MAML, draw_episode
+    from mlcourse.episodes import draw_episode, labels_of
+    from mlcourse.optimization import MAML
 
     device = torch.device(device_name)
     data = FontGlot("background", progress=False)
     labels = labels_of(data)
     rng = np.random.default_rng(0)
-    batches = [[draw_episode(data, labels, 5, 1, 15, rng).to(device) for _ in range(meta_batch)]
+    batches = [[draw_episode(data, n_way=5, k_shot=1, n_query=15, rng=rng, labels=labels).to(device)
+                for _ in range(meta_batch)]
                for _ in range(warmup + n_steps)]
     torch.manual_seed(0)
     model = nn.Sequential(Conv4(track_running_stats=False, channels_last=False), nn.Linear(64, 5)).to(device)

@@ -33,7 +33,7 @@ class Conv4(nn.Module):
         flatten: Return flat embeddings ``(B, D)``; otherwise feature maps ``(B, hidden, h, w)``.
         track_running_stats: BatchNorm keeps running averages for eval mode (the usual
             choice); ``False`` always normalises with the statistics of the current batch,
-            as MAML does (see :mod:`mlcourse.optim`).
+            as MAML does (see :mod:`mlcourse.optimization`).
         channels_last: Store weights and activations channels-last (NHWC). Same results;
             measured about 1.5x faster training on CPU (oneDNN) for this network.
     """

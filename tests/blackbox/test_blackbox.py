@@ -1,5 +1,4 @@
 """Black-box learners: shapes, order (in)variance, clear errors, and that they learn."""
-import numpy as np
 import pytest
 import torch
 
@@ -7,7 +6,8 @@ from mlcourse.backbones import Conv4
 from mlcourse.blackbox import AveragingLearner, RecurrentLearner, aggregate_mean, order_sensitivity, shuffle_support
 from mlcourse.data import FontGlot
 from mlcourse.episodes import Episode
-from mlcourse.optim import evaluate_learner, meta_train
+from mlcourse.evaluation import evaluate
+from mlcourse.training import meta_train
 
 
 def episode(n_way=5, k_shot=3, n_query=4, seed=0, dtype=torch.float32):
@@ -31,6 +31,18 @@ def test_output_shapes(cls):
     assert model(sx, sy, qx).shape == (3, 7, 5)
     assert model.forward_task(episode()).shape == (20, 5)
     assert model.predict(episode()).shape == (20,)
+
+
+def test_predict_keeps_the_support_order_and_the_training_mode():
+    """predict runs in eval mode (no shuffled support, so the order-sensitive LSTM answers
+    deterministically) and leaves a learner in training mode as it found it."""
+    model = small(RecurrentLearner).train()
+    task = episode()
+    preds = [model.predict(task) for _ in range(3)]
+    assert model.training and all(m.training for m in model.modules())
+    with torch.no_grad():
+        expected = model.eval().forward_task(task).argmax(-1)
+    assert all(torch.equal(p, expected) for p in preds)
 
 
 def test_averaging_learner_is_exactly_order_invariant():
@@ -93,7 +105,7 @@ def test_clear_errors():
 
 def test_order_sensitivity_is_zero_for_the_average(tiny_eval):
     model = small(AveragingLearner)
-    res = order_sensitivity(model, tiny_eval, 5, 3, 5, n_episodes=4, n_orders=3, device="cpu")
+    res = order_sensitivity(model, tiny_eval, n_way=5, k_shot=3, n_query=5, n_episodes=4, n_orders=3, device="cpu")
     assert res == {"changed": 0.0, "tv": pytest.approx(0.0, abs=1e-6), "accuracy_range": 0.0}
     assert model.training, "order_sensitivity must restore training mode"
 
@@ -106,9 +118,10 @@ def test_black_box_learners_beat_chance_on_fontglot(cls, tiny_root, tiny_eval):
     # the LSTM needs a wider state and more steps to leave chance level (lecture 4)
     hidden, steps, lr = (128, 200, 3e-3) if cls is RecurrentLearner else (64, 150, 1e-3)
     model = cls(n_way=5, hidden=hidden, encoder=Conv4(hidden=32))
-    meta_train(model, background, n_steps=steps, meta_batch=8, n_way=5, k_shot=[1, 2, 3], n_query=5, outer_lr=lr,
-               device="cpu", progress=False, seed=0)
-    mean, half, _ = evaluate_learner(model, tiny_eval, 5, 3, 10, n_episodes=100, seed=3, device="cpu")
+    meta_train(model, background, n_steps=steps, meta_batch_size=8, n_way=5, k_shot=[1, 2, 3], n_query=5,
+               outer_lr=lr, device="cpu", progress=False, seed=0)
+    result = evaluate(model, tiny_eval, n_way=5, k_shot=3, n_query=10, n_episodes=100, seed=3, device="cpu")
+    mean, half = result.mean, result.half_width
     assert mean - half > 0.2 + 0.15, f"{cls.__name__}: {mean:.3f} ± {half:.3f} (chance is 0.2)"
 
 
@@ -118,7 +131,7 @@ def test_meta_train_draws_shots_from_a_list_and_checks_it(tiny_root):
     seen = []
     real = model.meta_step
     model.meta_step = lambda tasks, opt: seen.append(tasks[0].k_shot) or real(tasks, opt)
-    meta_train(model, background, n_steps=12, meta_batch=2, n_way=5, k_shot=[1, 3], n_query=2, device="cpu",
+    meta_train(model, background, n_steps=12, meta_batch_size=2, n_way=5, k_shot=[1, 3], n_query=2, device="cpu",
                progress=False)
     assert set(seen) == {1, 3}
     for bad in ([], [0, 1], 2.5):

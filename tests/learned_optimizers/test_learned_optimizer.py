@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlcourse.learned_optimizer import (DigitsMLP, LSTMOptimizer, QuadraticProblems, meta_train_optimizer,
-                                        preprocess_gradients, run_learned, run_torch_optimizer, tune_learning_rate,
-                                        unrolled_meta_loss)
+from mlcourse.learned_optimizers import (DigitsMLP, LSTMOptimizer, QuadraticProblems, meta_train_optimizer,
+                                         preprocess_gradients, run_learned, run_torch_optimizer, tune_learning_rate,
+                                         unrolled_meta_loss)
+from mlcourse.training import History
 
 
 def test_preprocessing_matches_the_closed_form():
@@ -60,14 +61,14 @@ def test_digits_mlp_matches_a_plain_network():
 
 def test_batched_hand_designed_optimiser_equals_one_problem_at_a_time():
     probs = QuadraticProblems(3, generator=torch.Generator().manual_seed(1))
-    batch, _ = run_torch_optimizer("Adam", 0.1, probs, steps=20)
+    batch, _ = run_torch_optimizer("Adam", probs, lr=0.1, steps=20)
     for b in range(3):
         single = QuadraticProblems(1, generator=torch.Generator().manual_seed(1))
         single.W, single.y, single.theta0 = probs.W[b:b + 1], probs.y[b:b + 1], probs.theta0.view(3, -1)[b]
-        alone, _ = run_torch_optimizer("Adam", 0.1, single, steps=20)
+        alone, _ = run_torch_optimizer("Adam", single, lr=0.1, steps=20)
         np.testing.assert_allclose(alone[:, 0], batch[:, b], rtol=1e-5)
     with pytest.raises(ValueError, match="unknown optimiser"):
-        run_torch_optimizer("Adagrad", 0.1, probs)
+        run_torch_optimizer("Adagrad", probs, lr=0.1)
 
 
 def test_meta_gradient_reaches_every_lstm_parameter_and_is_finite():
@@ -151,11 +152,13 @@ def test_resume_equals_uninterrupted(tmp_path):
     h_res = meta_train_optimizer(resumed, lambda g: resumed_calls.append(1) or make(g), checkpoint=tmp_path / "r.pt",
                                  **kwargs)
     assert len(resumed_calls) == 2, "the resumed run should continue at iteration 3"
+    assert isinstance(h_res, History) and h_res.iteration == h_full.iteration == [1, 2, 3, 4]
     assert h_res.meta_loss == pytest.approx(h_full.meta_loss, rel=1e-6)
     for a, b in zip(resumed.parameters(), full.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_lstm_optimizer_beats_untuned_sgd_on_held_out_quadratics():
     torch.manual_seed(0)
     net = LSTMOptimizer()
@@ -163,7 +166,7 @@ def test_lstm_optimizer_beats_untuned_sgd_on_held_out_quadratics():
                          lr=1e-2, progress=False, seed=0)
     test = QuadraticProblems(64, generator=torch.Generator().manual_seed(12345))
     learned, _ = run_learned(net, test, steps=100)
-    sgd, _ = run_torch_optimizer("SGD", 0.01, test, steps=100)
+    sgd, _ = run_torch_optimizer("SGD", test, lr=0.01, steps=100)
     # mean log-loss over the trajectory and the final loss, both well below SGD's
     assert np.log(learned).mean() < np.log(sgd).mean() - 0.5, (np.log(learned).mean(), np.log(sgd).mean())
     assert np.median(learned[-1]) < 0.5 * np.median(sgd[-1])

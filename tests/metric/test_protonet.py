@@ -2,11 +2,10 @@ import pytest
 import torch
 
 from mlcourse.backbones import Conv4
-from mlcourse.baselines import pixel_nearest_neighbour
-from mlcourse.episodes import EpisodeSampler
-from mlcourse.evaluation import evaluate_episodes
-from mlcourse.metric import PrototypicalNetwork, prototype_logits, prototypes, prototypical_loss
-from mlcourse.training import evaluate_model, train_episodic
+from mlcourse.evaluation import evaluate, paired_difference
+from mlcourse.metric import (PrototypicalNetwork, pixel_nearest_neighbour, prototype_logits, prototypes,
+                             prototypical_loss)
+from mlcourse.training import meta_train
 
 
 def test_prototypes_are_class_means():
@@ -51,9 +50,12 @@ def test_protonet_beats_pixel_baseline_on_fontglot(tiny_root, tiny_eval):
     background = FontGlot("background", preset="tiny", root=tiny_root, progress=False)
     torch.manual_seed(0)
     model = PrototypicalNetwork(Conv4())
-    train_episodic(model, background, n_way=5, k_shot=1, n_query=5, n_episodes=120, lr=1e-3, seed=0,
-                   device="cpu", progress=False)
-    proto, proto_ci, _ = evaluate_model(model, tiny_eval, 5, 1, 15, n_episodes=200, seed=7, device="cpu")
-    sampler = EpisodeSampler(tiny_eval, 5, 1, 15, n_tasks=200, seed=7)
-    pixel, pixel_ci, _ = evaluate_episodes(pixel_nearest_neighbour, sampler.episodes(tiny_eval), progress=False)
-    assert proto - proto_ci > pixel + pixel_ci + 0.05, (proto, pixel)
+    meta_train(model, background, n_steps=120, meta_batch_size=1, n_way=5, k_shot=1, n_query=5, outer_lr=1e-3, seed=0,
+               device="cpu", progress=False)
+    proto = evaluate(model, tiny_eval, n_way=5, k_shot=1, n_query=15, n_episodes=200, seed=7, device="cpu")
+    pixel = evaluate(pixel_nearest_neighbour, tiny_eval, n_way=5, k_shot=1, n_query=15, n_episodes=200, seed=7,
+                     device="cpu")
+    assert proto.mean - proto.half_width > pixel.mean + pixel.half_width + 0.05, (proto, pixel)
+    # on the same episodes the paired difference settles it too
+    d = paired_difference(proto, pixel)
+    assert d.settled and d.mean > 0.05, d

@@ -3,8 +3,9 @@ import torch
 
 from mlcourse.backbones import Conv4
 from mlcourse.episodes import Episode
+from mlcourse.evaluation import evaluate
 from mlcourse.metric import RelationNetwork, SiameseNetwork
-from mlcourse.training import evaluate_model, train_episodic
+from mlcourse.training import meta_train
 
 
 def _episode(n_way=3, k_shot=2, n_query=4):
@@ -75,9 +76,10 @@ def test_learns_above_chance(make, tiny_root, tiny_eval):
     background = FontGlot("background", preset="tiny", root=tiny_root, progress=False)
     torch.manual_seed(0)
     model = make()
-    train_episodic(model, background, 5, 1, 5, n_episodes=80, seed=0, device="cpu", progress=False)
-    mean, half, _ = evaluate_model(model, tiny_eval, 5, 1, 15, n_episodes=100, seed=3, device="cpu")
-    assert mean - half > 0.2 + 0.25  # chance is 0.2
+    meta_train(model, background, n_steps=80, meta_batch_size=1, n_way=5, k_shot=1, n_query=5, seed=0, device="cpu",
+               progress=False)
+    result = evaluate(model, tiny_eval, n_way=5, k_shot=1, n_query=15, n_episodes=100, seed=3, device="cpu")
+    assert result.mean - result.half_width > 0.2 + 0.25, result  # chance is 0.2
 
 
 def test_relation_mean_and_sum_agree_at_one_shot_only():

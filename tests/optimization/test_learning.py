@@ -7,7 +7,9 @@ from torch import nn
 
 from mlcourse.backbones import MLP, Conv4
 from mlcourse.data import FontGlot, Sinusoids
-from mlcourse.optim import MAML, MetaSGD, Reptile, adaptation_curve, evaluate_learner, meta_train, pretrain_on_tasks
+from mlcourse.evaluation import evaluate
+from mlcourse.optimization import MAML, MetaSGD, Reptile, adaptation_curve, pretrain_on_tasks
+from mlcourse.training import meta_train
 
 
 @pytest.mark.slow
@@ -15,13 +17,13 @@ def test_maml_adapts_to_sinusoids_better_than_pretraining():
     sines = Sinusoids(k_shot=10, n_query=10)
     torch.manual_seed(0)
     maml = MAML(MLP([1, 40, 40, 1]), inner_lr=0.01, inner_steps=1, loss_fn=F.mse_loss, task_batching="vmap")
-    meta_train(maml, sines, n_steps=1500, meta_batch=10, outer_lr=1e-3, device="cpu", progress=False)
+    meta_train(maml, sines, n_steps=1500, meta_batch_size=10, outer_lr=1e-3, device="cpu", progress=False)
     torch.manual_seed(0)
     pretrained = MLP([1, 40, 40, 1])
-    pretrain_on_tasks(pretrained, sines, n_steps=1500, tasks_per_step=10, lr=1e-3, progress=False)
+    pretrain_on_tasks(pretrained, sines, n_steps=1500, meta_batch_size=10, lr=1e-3, progress=False)
     tasks = Sinusoids(k_shot=10, n_query=50).sample_tasks(100, np.random.default_rng(99))
-    m = adaptation_curve(maml.model, tasks, steps=5, lr=0.01)
-    p = adaptation_curve(pretrained, tasks, steps=5, lr=0.01)
+    m = adaptation_curve(maml.model, tasks, inner_steps=5, inner_lr=0.01)
+    p = adaptation_curve(pretrained, tasks, inner_steps=5, inner_lr=0.01)
     for s in (1, 5):
         assert m[:, s].mean() < 0.6 * p[:, s].mean(), (s, m[:, s].mean(), p[:, s].mean())
     assert m[:, 5].mean() < m[:, 0].mean(), "adaptation should lower the query error"
@@ -45,10 +47,11 @@ def test_learners_beat_chance_on_fontglot(kind, tiny_root, tiny_eval):
     background = FontGlot("background", preset="tiny", root=tiny_root, progress=False)
     learner = conv_learner(kind)
     extra = dict(outer_lr=1.0, optimizer="sgd", n_query=4) if kind == "reptile" else dict(outer_lr=1e-3, n_query=5)
-    meta_train(learner, background, n_steps=60, meta_batch=4, n_way=5, k_shot=1, device="cpu", progress=False,
+    meta_train(learner, background, n_steps=60, meta_batch_size=4, n_way=5, k_shot=1, device="cpu", progress=False,
                seed=0, **extra)
-    mean, half, _ = evaluate_learner(learner, tiny_eval, 5, 1, 15, n_episodes=100, steps=5 if kind == "reptile" else 3,
-                                     seed=3, device="cpu")
+    result = evaluate(learner, tiny_eval, n_way=5, k_shot=1, n_query=15, n_episodes=100, seed=3, device="cpu",
+                      inner_steps=5 if kind == "reptile" else 3)
+    mean, half = result.mean, result.half_width
     assert mean - half > 0.2 + 0.15, f"{kind}: {mean:.3f} ± {half:.3f} (chance is 0.2)"
 
 
@@ -59,7 +62,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
         torch.manual_seed(0)
         return MAML(MLP([1, 8, 1]), inner_lr=0.01, loss_fn=F.mse_loss)
 
-    kwargs = dict(n_steps=6, meta_batch=2, val_every=3, device="cpu", progress=False)
+    kwargs = dict(n_steps=6, meta_batch_size=2, val_every=3, device="cpu", progress=False)
     full = fresh()
     meta_train(full, sines, **kwargs)
 

@@ -9,7 +9,9 @@ from torch import nn
 
 from mlcourse.backbones import MLP, Conv4
 from mlcourse.episodes import Episode
-from mlcourse.optim import MAML, MetaSGD, Reptile, adapt, functional_forward, parameters_of
+from mlcourse.learner import StepResult
+from mlcourse.optimization import (MAML, GradientLearner, MetaSGD, Reptile, adapt, functional_forward, inner_step,
+                                    parameters_of, update)
 
 
 def conv_net():
@@ -161,7 +163,7 @@ def test_meta_sgd_with_fixed_rates_equals_maml_with_those_rates():
     model = msgd.model
     loss = 0
     for t in tasks:
-        phi = adapt(model, parameters_of(model), t.support_x, t.support_y, F.cross_entropy, 2, rates)
+        phi = adapt(model, parameters_of(model), t.support_x, t.support_y, inner_lr=rates, inner_steps=2)
         loss = loss + F.cross_entropy(functional_forward(model, phi, t.query_x), t.query_y) / len(tasks)
     manual = torch.autograd.grad(loss, list(model.parameters()))
     got = msgd.meta_gradient(tasks)
@@ -198,7 +200,7 @@ def test_reptile_moves_towards_adapted_weights():
     expected = {n: torch.zeros_like(p) for n, p in theta.items()}
     for t in tasks:
         phi = adapt(reptile.model, parameters_of(reptile.model), torch.cat([t.support_x, t.query_x]),
-                    torch.cat([t.support_y, t.query_y]), F.cross_entropy, 3, 0.1, track_meta_grad=False)
+                    torch.cat([t.support_y, t.query_y]), inner_lr=0.1, inner_steps=3, track_meta_grad=False)
         for n in theta:
             expected[n] += (theta[n] - phi[n]) / len(tasks)
     got = reptile.meta_gradient(tasks)
@@ -206,11 +208,79 @@ def test_reptile_moves_towards_adapted_weights():
         torch.testing.assert_close(got["model." + n], expected[n], rtol=1e-10, atol=1e-12)
 
 
+def test_meta_gradient_leaves_grad_as_it_was():
+    make, shape = NETS["mlp"]
+    tasks = tasks_for(shape)
+    for learner in (MAML(make(), inner_lr=0.3), Reptile(make(), inner_lr=0.1, inner_steps=2)):
+        params = list(learner.parameters())
+        params[0].grad = torch.full_like(params[0], 7.0)
+        first = learner.meta_gradient(tasks)
+        assert torch.equal(params[0].grad, torch.full_like(params[0], 7.0))
+        assert all(p.grad is None for p in params[1:])
+        # and the accumulated gradient did not leak into the result: the same answer again
+        second = learner.meta_gradient(tasks)
+        for n in first:
+            torch.testing.assert_close(first[n], second[n], rtol=0, atol=0)
+
+
+def test_meta_backward_reports_the_mean_query_loss_and_outputs():
+    make, shape = NETS["mlp"]
+    tasks = tasks_for(shape, n_tasks=3)
+    for learner in (MAML(make(), inner_lr=0.3, inner_steps=2), MAML(make(), inner_lr=0.3, task_batching="vmap"),
+                    Reptile(make(), inner_lr=0.1, inner_steps=2)):
+        result = learner.meta_backward(tasks)
+        assert isinstance(result, StepResult) and len(result.outputs) == 3
+        by_task = [F.cross_entropy(learner.adapted_output(t) if isinstance(learner, MAML) else
+                                   learner(t.query_x, adapt(learner.model, parameters_of(learner.model),
+                                                            torch.cat([t.support_x, t.query_x]),
+                                                            torch.cat([t.support_y, t.query_y]), inner_lr=0.1,
+                                                            inner_steps=2, track_meta_grad=False)),
+                                   t.query_y).item() for t in tasks]
+        assert result.loss == pytest.approx(np.mean(by_task), rel=1e-9), type(learner).__name__
+        for out, t in zip(result.outputs, tasks):
+            assert out.shape == (len(t.query_y), 3) and not out.requires_grad
+
+
+def test_reptile_is_a_gradient_learner_not_a_maml():
+    reptile = Reptile(mlp_net())
+    assert isinstance(reptile, GradientLearner) and not isinstance(reptile, MAML)
+    assert not hasattr(reptile, "meta_loss")
+    assert (reptile.inner_lr, reptile.inner_steps) == (0.1, 5)
+    with pytest.raises(NotImplementedError):
+        GradientLearner(mlp_net(), inner_lr=0.1, inner_steps=1).meta_backward(tasks_for((4,)))
+
+
+def test_update_rule_and_inner_step():
+    w = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    g = 3 * w  # depends on w: a second-order path
+    kept = torch.ones(2, dtype=torch.float64)
+    out = update({"w": w, "b": kept}, {"w": g, "b": None}, 0.1)
+    torch.testing.assert_close(out["w"], w - 0.1 * g)
+    assert out["b"] is kept, "a parameter without a gradient is kept as it is"
+    (exact,) = torch.autograd.grad(out["w"].sum(), w)
+    fo = update({"w": w}, {"w": g}, 0.1, first_order=True)
+    (first,) = torch.autograd.grad(fo["w"].sum(), w)
+    torch.testing.assert_close(exact, torch.full_like(w, 0.7))  # 1 - 0.1 * 3
+    torch.testing.assert_close(first, torch.ones_like(w))  # the gradient is a constant
+    with pytest.raises(KeyError, match="no inner learning rate for parameter 'w'"):
+        update({"w": w}, {"w": g}, {"v": torch.ones(2)})
+    # one inner step of a linear model: p - lr * dL/dp, and the support loss before the step
+    model = nn.Linear(2, 1, bias=False).double()
+    x, y = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)
+    params = parameters_of(model)
+    new, loss = inner_step(model, params, x, y, inner_lr=0.2, loss_fn=F.mse_loss)
+    expected_grad = 2 * ((x @ params["weight"].T - y) * x).mean(0, keepdim=True)
+    torch.testing.assert_close(new["weight"], params["weight"] - 0.2 * expected_grad)
+    torch.testing.assert_close(loss, F.mse_loss(model(x), y))
+    with pytest.raises(ValueError, match="inner_steps"):
+        adapt(model, params, x, y, inner_lr=0.1, inner_steps=-1)
+
+
 def test_adaptation_does_not_touch_the_model():
     make, shape = NETS["conv+batchnorm"]
     learner = MAML(make(), inner_lr=0.3, inner_steps=3)
     before = copy.deepcopy(learner.state_dict())
-    learner.predict(tasks_for(shape, n_tasks=1)[0], steps=5)
+    learner.predict(tasks_for(shape, n_tasks=1)[0], inner_steps=5)
     for k, v in learner.state_dict().items():
         assert torch.equal(v, before[k])
 

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlcourse.training import History
 from mlcourse.transfer import distillation_loss, random_shift, soft_target_loss, train_distilled
 
 
@@ -70,6 +71,7 @@ def test_student_moves_towards_the_teacher():
     hist = train_distilled(student, teacher, x, y, epochs=30, lr=1e-2, alpha=1.0, device="cpu", progress=False)
     after = soft_target_loss(student(x), teacher(x)).item()
     assert after < 0.5 * before and hist.loss[-1] < hist.loss[0]
+    assert isinstance(hist, History) and hist.epoch == list(range(1, 31))
     assert all(p.requires_grad is False for p in teacher.parameters()) and not teacher.training
 
 
@@ -98,6 +100,7 @@ def test_random_shift_moves_images_without_changing_them():
         random_shift(torch.zeros(3, 9, 9), torch.Generator())
 
 
+@pytest.mark.slow
 def test_distilled_student_beats_the_student_from_scratch():
     """The bar: on each fixed seed, distillation from a bigger teacher beats training on the labels.
 
@@ -107,15 +110,11 @@ def test_distilled_student_beats_the_student_from_scratch():
     """
     from mlcourse.backbones import Conv4
     from mlcourse.data import FontGlot
+    from mlcourse.evaluation import accuracy
     from mlcourse.transfer import TransferNet, fine_tune
 
     data = FontGlot("background", progress=False).subset_classes(100, seed=0)
     x, y, x_test, y_test = data.tensors(n_train=10, seed=0)
-
-    def accuracy(model):
-        model.eval()
-        with torch.no_grad():
-            return (model(x_test).argmax(1) == y_test).float().mean().item()
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -130,9 +129,9 @@ def test_distilled_student_beats_the_student_from_scratch():
                 torch.manual_seed(seed)
                 student = TransferNet(Conv4(hidden=16), 16, 100)
                 train_distilled(student, t, x, y, epochs=60, temperature=4.0, alpha=0.9, seed=seed, progress=False)
-                acc.append(accuracy(student))
+                acc.append(accuracy(student, x_test, y_test))
             gains.append(acc[1] - acc[0])
     finally:
         torch.set_num_threads(threads)
-    assert accuracy(teacher) > 0.75
+    assert accuracy(teacher, x_test, y_test) > 0.75
     assert min(gains) > 0.1, gains

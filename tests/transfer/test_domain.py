@@ -103,12 +103,18 @@ def test_domain_adaptation_runs_and_errors(digits):
         hist = train_domain_adaptation(DomainAdaptationNet().float(), method, xs.float(), ys_t, xt.float(), yt_t,
                                        epochs=1, progress=False)
         assert len(hist.target_acc) == 1 and 0 <= hist.target_acc[0] <= 1
+        assert hist.epoch == [1] and 0 <= hist.source_acc[0] <= 1 and np.isfinite(hist.class_loss[0])
+        assert (hist.align_loss[0] == 0) == (method in ("source_only", "target"))
+    hist = train_domain_adaptation(DomainAdaptationNet().float(), "dann", xs.float(), ys_t, xt.float(), epochs=1,
+                                   progress=False)
+    assert np.isnan(hist.target_acc[0]), "without yt there is no target accuracy to report"
     with pytest.raises(ValueError, match="unknown method"):
         train_domain_adaptation(DomainAdaptationNet(), "magic", xs, ys_t, xt)
     with pytest.raises(ValueError, match="pass yt"):
         train_domain_adaptation(DomainAdaptationNet(), "target", xs, ys_t, xt)
 
 
+@pytest.mark.slow
 def test_dann_beats_source_only_on_the_handwritten_digits():
     """The bar: on each fixed seed DANN ends above the source-only network on the target, by 1.5 points on average.
 

@@ -5,9 +5,11 @@ import torch
 from torch import nn
 
 from mlcourse.backbones import Conv4
+from mlcourse.evaluation import accuracy
 from mlcourse.transfer.finetune import (TransferNet, extract_features, fine_tune, freeze, frozen_groups,
                                         layer_groups, linear_probe, param_groups, reinit_head,
                                         torchvision_backbone, train_mode, unfreeze)
+from mlcourse.training import History
 
 GROUPS = ["backbone.encoder.0", "backbone.encoder.1", "backbone.encoder.2", "backbone.encoder.3", "head"]
 
@@ -92,6 +94,7 @@ def test_gradual_unfreezing_opens_one_group_per_epoch_from_the_top():
     net = small_net()
     x, y = toy_data()
     hist = fine_tune(net, x, y, epochs=6, lr=1e-2, gradual=True, progress=False)
+    assert hist.epoch == [1, 2, 3, 4, 5, 6] and len(hist.loss) == 6
     assert hist.trainable[0] == ["head"]
     assert hist.trainable[1] == ["backbone.encoder.3", "head"]
     assert hist.trainable[4] == GROUPS and hist.trainable[5] == GROUPS
@@ -101,7 +104,9 @@ def test_reinit_head_and_linear_probe_learn_the_toy_task():
     net = small_net(n_classes=3)
     x, y = toy_data(n=90)
     hist = fine_tune(net, x, y, epochs=10, lr=1e-2, batch_size=16, eval_data=(x, y), progress=False)
-    assert hist.eval_acc[-1] > 0.9
+    assert isinstance(hist, History) and len(hist.eval_acc) == 10
+    assert hist.eval_acc[-1] > 0.9 and hist.loss[-1] < hist.loss[0]
+    assert hist.eval_acc[-1] == accuracy(net, x, y)
     reinit_head(net, n_classes=5)
     assert net.head.out_features == 5 and net(x[:2]).shape == (2, 5)
     feats = extract_features(net.backbone, x)
@@ -155,6 +160,8 @@ def test_head_learning_rate_and_transfer_strategies_leave_the_source_untouched()
     assert [g["lr"] for g in groups] == [1e-2, 1e-3, 5e-4, 2.5e-4, 1.25e-4]
     x, y = toy_data(n=60)
     before = state(net)
+    assert STRATEGIES == {"linear_svm": "linear SVM", "head_only": "head only", "fine_tune_all": "fine-tune all",
+                          "from_scratch": "from scratch"}
     for strategy in STRATEGIES:
         acc = transfer_accuracy(strategy, net, x[::2], y[::2], x[1::2], y[1::2], n_classes=3, epochs=2,
                                 head_lr=1e-2)
@@ -162,6 +169,8 @@ def test_head_learning_rate_and_transfer_strategies_leave_the_source_untouched()
     after = state(net)
     assert all(torch.equal(before[k], after[k]) for k in before)
     with pytest.raises(ValueError, match="unknown strategy"):
-        transfer_accuracy("magic", net, x, y, x, y, 3)
+        transfer_accuracy("magic", net, x, y, x, y, n_classes=3)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        transfer_accuracy("head only", net, x, y, x, y, n_classes=3)  # a label, not an identifier
     with pytest.raises(ValueError, match="n_classes"):
-        transfer_accuracy("head only", net, x, y, x, y, 2)
+        transfer_accuracy("head_only", net, x, y, x, y, n_classes=2)
