@@ -6,8 +6,9 @@ that are not notebooks. The script grades the folder with :func:`mlcourse.gradin
 (the command's code path), then prints the throughput, the statuses, the distribution of
 scores, and checks that every student got exactly one row with the score its kind implies.
 
-Usage: ``python benchmarks/grading_load.py [--n 200] [--workers 2] [--full]``
-(``--full``: the notebooks' own budgets instead of ``MLCOURSE_QUICK=1``).
+Usage: ``python benchmarks/grading_load.py [--n 200] [--workers 2] [--full] [--course DIR]``
+(``--full``: the notebooks' own budgets instead of ``MLCOURSE_QUICK=1``; ``--course``: the
+course folder, by default the checkout that holds this script).
 """
 from __future__ import annotations
 
@@ -23,12 +24,9 @@ from pathlib import Path
 
 import nbformat
 
-from mlcourse.grading import REPO, Limits, grade_class
+from mlcourse.grading import CourseError, Limits, course_folder, grade_class
 
-EXERCISE = REPO / "exercises" / "01_episodes.ipynb"
-SOLVED = {c.metadata["nbgrader"]["grade_id"]: c.source
-          for c in nbformat.read(REPO / "solutions" / "01_episodes.ipynb", 4).cells
-          if c.metadata.get("nbgrader", {}).get("solution")}
+CHECKOUT = Path(__file__).resolve().parents[1]
 WRONG_CI = ("def accuracy_ci(accuracies):\n    acc = np.asarray(accuracies, dtype=float)\n"
             "    return float(acc.mean()), float(1.96 * acc.std() / np.sqrt(acc.size))  # ddof=0: wrong")
 LOOP = "def sample_episode_indices(labels, n_way, k_shot, n_query, rng):\n    while True:\n        pass"
@@ -39,19 +37,27 @@ KINDS = {"correct": (0.40, 5), "half": (0.15, 3), "wrong": (0.13, 3), "untouched
 STATUS = {"memory": "memory", "broken": "invalid", "not_a_notebook": "invalid"}
 
 
-def write_submission(folder: Path, student: str, kind: str) -> None:
+def solved_answers(course: Path) -> dict[str, str]:
+    """The instructor's answer to each answer cell of exercise 1, by cell id."""
+    return {c.metadata["nbgrader"]["grade_id"]: c.source
+            for c in nbformat.read(course / "solutions" / "01_episodes.ipynb", 4).cells
+            if c.metadata.get("nbgrader", {}).get("solution")}
+
+
+def write_submission(folder: Path, student: str, kind: str, exercise: Path, solved: dict[str, str]) -> None:
+    """Write the submission of ``student``, of the given kind, from ``exercise`` and the ``solved`` answers."""
     if kind == "broken":
-        (folder / f"{student}.ipynb").write_text(EXERCISE.read_text()[:700])  # a truncated upload
+        (folder / f"{student}.ipynb").write_text(exercise.read_text()[:700])  # a truncated upload
         return
     if kind == "not_a_notebook":
         (folder / f"{student}.pdf").write_bytes(b"%PDF-1.4 not a notebook")
         return
-    nb = nbformat.read(EXERCISE, 4)
-    answers = {"correct": SOLVED, "half": {"sample_episode_indices": SOLVED["sample_episode_indices"]},
-               "wrong": {**SOLVED, "accuracy_ci": WRONG_CI}, "untouched": {},
-               "loops": {**SOLVED, "sample_episode_indices": LOOP},
-               "import_error": {k: "import numpy_but_misspelt as np\n" + v for k, v in SOLVED.items()},
-               "memory": SOLVED}[kind]
+    nb = nbformat.read(exercise, 4)
+    answers = {"correct": solved, "half": {"sample_episode_indices": solved["sample_episode_indices"]},
+               "wrong": {**solved, "accuracy_ci": WRONG_CI}, "untouched": {},
+               "loops": {**solved, "sample_episode_indices": LOOP},
+               "import_error": {k: "import numpy_but_misspelt as np\n" + v for k, v in solved.items()},
+               "memory": solved}[kind]
     for cell in nb.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if gid in answers:
@@ -70,7 +76,17 @@ def main() -> int:
     parser.add_argument("--cell-timeout", type=float, default=10)
     parser.add_argument("--memory-mb", type=float, default=1500)
     parser.add_argument("--full", action="store_true")
+    parser.add_argument("--course", type=Path, default=CHECKOUT, metavar="DIR",
+                        help="the course folder (solutions/, exercises/; default: this checkout)")
     args = parser.parse_args()
+    try:
+        course = course_folder(args.course)
+    except CourseError as err:
+        parser.error(str(err))
+    exercise = course / "exercises" / "01_episodes.ipynb"
+    if not exercise.is_file():
+        parser.error(f"{course} has no exercises/01_episodes.ipynb, the exercise this test submits: pass --course DIR")
+    solved = solved_answers(course)
     if not args.full:
         os.environ["MLCOURSE_QUICK"] = "1"
     rng = random.Random(0)
@@ -79,10 +95,10 @@ def main() -> int:
         subs, out = Path(tmp) / "submitted", Path(tmp) / "grades"
         subs.mkdir()
         for i, kind in enumerate(kinds):
-            write_submission(subs, f"s{i:03d}_{kind}", kind)
+            write_submission(subs, f"s{i:03d}_{kind}", kind, exercise, solved)
         limits = Limits(cell_timeout=args.cell_timeout, timeout=6 * args.cell_timeout + 60, memory_mb=args.memory_mb)
         start = time.perf_counter()
-        results = grade_class(subs, out=out, workers=args.workers, limits=limits)
+        results = grade_class(subs, course, out=out, workers=args.workers, limits=limits)
         wall = time.perf_counter() - start
         rows = list(csv.DictReader((out / "gradebook.csv").open()))
     print(f"\n{len(results)} submissions graded in {wall:.0f} s with {args.workers} workers: "

@@ -1,22 +1,53 @@
-"""Command line: ``mlcourse grade NOTEBOOK``, ``mlcourse exercises``, ``mlcourse data``."""
+"""Command line: ``mlcourse grade NOTEBOOK``, ``mlcourse exercises``, ``mlcourse data``.
+
+``grade`` and ``exercises`` need the grading extra (``pip install "mlcourse[grading]"``) and
+work on a course folder (``--course DIR``, by default the current folder); the grading
+subpackage is imported only when one of them runs.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
+GRADING_EXTRA = "pip install 'mlcourse[grading]'"
+# third-party modules of the grading extra that each command needs
+GRADING_NEEDS = {"grade": ("nbformat", "nbclient", "jupyter_client", "ipykernel", "psutil"),
+                 "exercises": ("nbgrader", "nbformat")}
+
+
+def _grading(command: str):
+    """The :mod:`mlcourse.grading` subpackage, or None (after saying what to install) without the extra."""
+    missing = [m for m in GRADING_NEEDS[command] if importlib.util.find_spec(m) is None]
+    if not missing:
+        try:
+            from . import grading
+            return grading
+        except ImportError as err:  # a dependency that is there but broken, or one not listed above
+            if not err.name or err.name.split(".")[0] == "mlcourse":
+                raise
+            missing = [err.name]
+    print(f"mlcourse {command} needs the grading extra: {GRADING_EXTRA} (missing: {', '.join(missing)})",
+          file=sys.stderr)
+    return None
+
 
 def _grade(args: argparse.Namespace) -> int:
-    from .grading import Limits, grade, grade_class
+    grading = _grading("grade")
+    if grading is None:
+        return 2
     from .grading.autograde import default_hidden, resolve_isolation
 
-    limits = Limits(cell_timeout=args.cell_timeout, timeout=args.timeout, memory_mb=args.memory_mb)
+    limits = grading.Limits(cell_timeout=args.cell_timeout, timeout=args.timeout, memory_mb=args.memory_mb)
     path = Path(args.path)
+    solutions = Path(args.solutions) if args.solutions else None
     try:
+        course = grading.course_folder(args.course or Path.cwd(), solutions=solutions)
         if path.is_dir():
-            results = grade_class(path, out=args.out, assignment=args.assignment, solutions=args.solutions,
-                                  workers=args.workers, limits=limits, isolation=args.isolation,
-                                  regrade=args.regrade, progress=not args.quiet)
+            results = grading.grade_class(path, course, out=args.out, assignment=args.assignment,
+                                          solutions=solutions, workers=args.workers, limits=limits,
+                                          isolation=args.isolation, regrade=args.regrade, progress=not args.quiet)
             out = Path(args.out).resolve()
             statuses: dict[str, int] = {}
             for r in results:
@@ -32,12 +63,12 @@ def _grade(args: argparse.Namespace) -> int:
         limits.isolation, limits.data = mode, str(data_dir())
         if mode == "none":
             print(f"mlcourse grade: isolation none: {why}", file=sys.stderr)
-        limits.hide = default_hidden(Path(args.solutions), [])
+        limits.hide = default_hidden(course, solutions)
     except (ValueError, RuntimeError) as err:
         print(f"mlcourse grade: {err}", file=sys.stderr)
         return 2
-    result = grade(path, assignment=args.assignment, solutions=Path(args.solutions),
-                   feedback_dir=Path(args.feedback) if args.feedback else None, limits=limits)
+    result = grading.grade(path, course, assignment=args.assignment, solutions=solutions,
+                           feedback_dir=Path(args.feedback) if args.feedback else None, limits=limits)
     print(result.summary())
     if args.json:
         Path(args.json).write_text(result.to_json())
@@ -45,9 +76,17 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _exercises(args: argparse.Namespace) -> int:
-    from .grading import generate_exercises
-
-    for path in generate_exercises(Path(args.solutions), Path(args.out)):
+    grading = _grading("exercises")
+    if grading is None:
+        return 2
+    try:
+        paths = grading.generate_exercises(Path(args.course or Path.cwd()),
+                                           Path(args.solutions) if args.solutions else None,
+                                           Path(args.out) if args.out else None)
+    except (ValueError, RuntimeError) as err:
+        print(f"mlcourse exercises: {err}", file=sys.stderr)
+        return 2
+    for path in paths:
         print(f"wrote {path}")
     return 0
 
@@ -61,7 +100,9 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    REPO = Path(__file__).resolve().parents[1]  # the course checkout (solutions/, exercises/)
+    """Run the ``mlcourse`` command with ``argv`` (default: the process's arguments); returns the exit code."""
+    course_help = ("the course folder, holding solutions/, exercises/ and nbgrader_config.py "
+                   "(default: the current folder)")
     parser = argparse.ArgumentParser(prog="mlcourse", description="Tools of the mlcourse course.")
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("grade", help="autograde a submitted notebook, or a folder of them (a class)",
@@ -71,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("path", help="a student's .ipynb, or a folder of submissions")
     g.add_argument("--json", metavar="FILE", help="also write the result(s) as JSON to FILE")
     g.add_argument("--assignment", help="exercise name, e.g. 01_episodes (default: guessed per notebook)")
-    g.add_argument("--solutions", default=str(REPO / "solutions"), help="folder of instructor notebooks")
+    g.add_argument("--course", metavar="DIR", help=course_help)
+    g.add_argument("--solutions", metavar="DIR", help="folder of instructor notebooks (default: COURSE/solutions)")
     g.add_argument("--feedback", help="one notebook: folder for the feedback HTML (default: ./feedback)")
     g.add_argument("--out", default="grades", help="a folder: where gradebook.csv, feedback/ and results/ go")
     g.add_argument("--workers", type=int, help="a folder: submissions graded at a time (default: CPU cores)")
@@ -85,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_grade)
     e = sub.add_parser("exercises", help="regenerate student notebooks from solutions/ with nbgrader")
-    e.add_argument("--solutions", default=str(REPO / "solutions"))
-    e.add_argument("--out", default=str(REPO / "exercises"))
+    e.add_argument("--course", metavar="DIR", help=course_help)
+    e.add_argument("--solutions", metavar="DIR", help="folder of instructor notebooks (default: COURSE/solutions)")
+    e.add_argument("--out", metavar="DIR", help="folder for the student notebooks (default: COURSE/exercises)")
     e.set_defaults(func=_exercises)
     d = sub.add_parser("data", help="build (or check) the FontGlot cache")
     d.add_argument("--preset", default="full", choices=["full", "tiny"])

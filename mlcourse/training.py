@@ -2,8 +2,10 @@
 
 :func:`meta_train` trains any :class:`~mlcourse.learner.Learner`: metric, black-box and
 optimization-based alike. At outer step ``t`` it draws a meta-batch of tasks that depends
-only on ``(seed, t)`` (:class:`TaskStream`), so a run resumed from its checkpoint sees exactly
-the tasks an uninterrupted run would, without replaying the stream. It logs the training
+only on ``(seed, t)`` (:class:`TaskStream`), and it seeds PyTorch's generator from
+``(seed, t)`` before the step (for the learner's own randomness: dropout, shuffled support
+sets), so a run resumed from its checkpoint repeats an uninterrupted run exactly, without
+replaying the stream. It logs the training
 loss, validates every ``val_every`` steps, keeps the best weights and saves the full state.
 
 :func:`train_epoch` is the inner pass of the supervised loops (pre-training, fine-tuning,
@@ -155,6 +157,7 @@ def meta_train(learner: torch.nn.Module, source, *, n_steps: int, meta_batch_siz
     bar = tqdm(range(start, n_steps), initial=start, total=n_steps, desc=type(learner).__name__, disable=not progress)
     for step in bar:
         tasks = [t.to(device) for t in stream.batch(step)]
+        torch.manual_seed(int(np.random.default_rng([seed, step, 1]).integers(2**62)))  # dropout, shuffles: per step too
         loss, outputs = learner.meta_step(tasks, opt)
         window_loss.append(loss)
         if stream.episodic:

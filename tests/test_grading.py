@@ -7,9 +7,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mlcourse.grading import REPO, Limits, generate_exercise, grade, grade_class, read_notebook
+from mlcourse.grading import Limits, generate_exercise, grade, grade_class, read_notebook
 
-SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
+COURSE = Path(__file__).resolve().parents[1]  # this checkout is the course folder
+SOLUTIONS = sorted((COURSE / "solutions").glob("*.ipynb"))
 
 
 def _cells(path):
@@ -19,8 +20,8 @@ def _cells(path):
 
 @pytest.mark.parametrize("source", SOLUTIONS, ids=lambda p: p.stem)
 def test_exercises_are_up_to_date_and_leak_nothing(source, tmp_path):
-    fresh = generate_exercise(source, tmp_path)
-    committed = REPO / "exercises" / source.name
+    fresh = generate_exercise(source, tmp_path, COURSE)
+    committed = COURSE / "exercises" / source.name
     assert committed.exists(), f"exercises/{source.name} is missing: run `make exercises`"
     assert _cells(fresh) == _cells(committed), f"exercises/{source.name} is out of date: run `make exercises`"
     text = committed.read_text()
@@ -51,7 +52,7 @@ def _edited(source: Path, out: Path, edit) -> Path:
 
 @pytest.fixture(scope="module")
 def episodes_solution():
-    return REPO / "solutions" / "01_episodes.ipynb"
+    return COURSE / "solutions" / "01_episodes.ipynb"
 
 
 def _hidden_lines(source: Path) -> set[str]:
@@ -70,7 +71,7 @@ def _assert_no_hidden_test_in(path, source):
 
 def test_solution_gets_full_marks_and_is_not_modified(episodes_solution, tmp_path):
     before = _sha(episodes_solution)
-    result = grade(episodes_solution, feedback_dir=tmp_path)
+    result = grade(episodes_solution, COURSE, feedback_dir=tmp_path)
     assert result.status == "graded", result.error
     assert result.max_score == 5 and result.score == 5
     assert [c["name"] for c in result.cells] == ["test_sample_episode_indices", "test_accuracy_ci"]
@@ -81,8 +82,8 @@ def test_solution_gets_full_marks_and_is_not_modified(episodes_solution, tmp_pat
 
 
 def test_untouched_exercise_gets_zero(tmp_path):
-    exercise = REPO / "exercises" / "01_episodes.ipynb"
-    result = grade(exercise, feedback_dir=tmp_path)
+    exercise = COURSE / "exercises" / "01_episodes.ipynb"
+    result = grade(exercise, COURSE, feedback_dir=tmp_path)
     assert result.status == "graded" and result.score == 0 and result.max_score == 5
 
 
@@ -98,9 +99,9 @@ def test_edited_tests_are_graded_by_the_original_tests(episodes_solution, tmp_pa
         elif meta.get("grade_id") == "sample_episode_indices":
             cell.source = sol["sample_episode_indices"]
 
-    sub = _edited(REPO / "exercises" / "01_episodes.ipynb", tmp_path / "01_episodes.ipynb", edit)
+    sub = _edited(COURSE / "exercises" / "01_episodes.ipynb", tmp_path / "01_episodes.ipynb", edit)
     before = _sha(sub)
-    result = grade(sub, feedback_dir=tmp_path / "fb")
+    result = grade(sub, COURSE, feedback_dir=tmp_path / "fb")
     assert result.status == "graded"
     assert {c["name"]: c["score"] for c in result.cells} == {"test_sample_episode_indices": 3,
                                                              "test_accuracy_ci": 0}
@@ -116,8 +117,8 @@ def test_calling_the_package_instead_of_answering_scores_zero(tmp_path):
             cell.source = ("import mlcourse.evaluation\n"
                            "def accuracy_ci(accuracies):\n    return mlcourse.evaluation.accuracy_ci(accuracies)")
 
-    sub = _edited(REPO / "exercises" / "01_episodes.ipynb", tmp_path / "renamed_by_student.ipynb", edit)
-    result = grade(sub, feedback_dir=tmp_path)
+    sub = _edited(COURSE / "exercises" / "01_episodes.ipynb", tmp_path / "renamed_by_student.ipynb", edit)
+    result = grade(sub, COURSE, feedback_dir=tmp_path)
     assert result.assignment == "01_episodes"  # found from the graded cells, not the file name
     assert result.status == "graded" and result.score == 0
 
@@ -127,7 +128,7 @@ def test_calling_the_package_instead_of_answering_scores_zero(tmp_path):
 def test_not_a_notebook_is_a_clear_error(tmp_path, content, reason):
     bad = tmp_path / "01_episodes.ipynb"
     bad.write_bytes(content)
-    result = grade(bad)
+    result = grade(bad, COURSE)
     assert result.status == "invalid" and reason in result.error
     assert bad.read_bytes() == content
 
@@ -137,7 +138,7 @@ def test_cli_prints_scores_and_writes_json(tmp_path, capsys, episodes_solution):
 
     bad = tmp_path / "x.ipynb"
     bad.write_text("nope")
-    assert main(["grade", str(bad), "--json", str(tmp_path / "r.json")]) == 2
+    assert main(["grade", str(bad), "--course", str(COURSE), "--json", str(tmp_path / "r.json")]) == 2
     assert "INVALID" in capsys.readouterr().out
     assert json.loads((tmp_path / "r.json").read_text())["status"] == "invalid"
 
@@ -151,10 +152,10 @@ def test_read_notebook_accepts_a_real_notebook(episodes_solution):
                                           ("05_learned_optimizers", 6), ("06_transfer", 6),
                                           ("07_distillation", 6), ("08_domain_adaptation", 6)])
 def test_each_assignment_grades_solution_full_and_untouched_exercise_zero(name, points, tmp_path):
-    solved = grade(REPO / "solutions" / f"{name}.ipynb", feedback_dir=tmp_path / "sol")
+    solved = grade(COURSE / "solutions" / f"{name}.ipynb", COURSE, feedback_dir=tmp_path / "sol")
     assert solved.status == "graded", solved.error
     assert (solved.score, solved.max_score) == (points, points), solved.cells
-    untouched = grade(REPO / "exercises" / f"{name}.ipynb", feedback_dir=tmp_path / "ex")
+    untouched = grade(COURSE / "exercises" / f"{name}.ipynb", COURSE, feedback_dir=tmp_path / "ex")
     assert untouched.status == "graded", untouched.error
     assert (untouched.score, untouched.max_score) == (0, points), untouched.cells
 
@@ -162,14 +163,14 @@ def test_each_assignment_grades_solution_full_and_untouched_exercise_zero(name, 
 # --- a class: a folder of submissions, graded in parallel -------------------------------------
 
 SOLVED = {c.metadata["nbgrader"]["grade_id"]: c.source
-          for c in nbformat.read(REPO / "solutions" / "01_episodes.ipynb", 4).cells
+          for c in nbformat.read(COURSE / "solutions" / "01_episodes.ipynb", 4).cells
           if c.metadata.get("nbgrader", {}).get("solution")}
 LOOP = "while True:\n    try:\n        while True:\n            pass\n    except KeyboardInterrupt:\n        pass"
 SPY = '''import glob
 from pathlib import Path
-import mlcourse.grading as g
+course = Path(COURSE_PATH)
 stolen = []
-for p in [g.REPO / "solutions" / "01_episodes.ipynb", *Path(g.REPO / ".git").glob("*")]:
+for p in [course / "solutions" / "01_episodes.ipynb", *Path(course / ".git").glob("*")]:
     try:
         stolen.append(Path(p).read_text()[:2000])
     except Exception as err:
@@ -177,7 +178,7 @@ for p in [g.REPO / "solutions" / "01_episodes.ipynb", *Path(g.REPO / ".git").glo
 def spy(lines):  # sees every cell the grader sends, hidden tests included
     raise AssertionError("".join(lines) + str(stolen))
 get_ipython().input_transformers_post.append(spy)
-print(stolen)'''
+print(stolen)'''.replace("COURSE_PATH", repr(str(COURSE)))
 
 
 def _gid(cell):
@@ -186,7 +187,7 @@ def _gid(cell):
 
 def _student(path: Path, solved=(), insert=None, after="sample_episode_indices", edit=None) -> Path:
     """Exercise 1 with ``solved`` answers filled in and a cell ``insert``-ed after the cell ``after``."""
-    nb = nbformat.read(REPO / "exercises" / "01_episodes.ipynb", 4)
+    nb = nbformat.read(COURSE / "exercises" / "01_episodes.ipynb", 4)
     for cell in nb.cells:
         if _gid(cell) in solved:
             cell.source = SOLVED[_gid(cell)]
@@ -222,7 +223,7 @@ def graded_class(tmp_path_factory):
     (subs / "mia" / "01_episodes").mkdir(parents=True)
     before = {p: _sha(p) for p in subs.rglob("*") if p.is_file()}
     limits = Limits(cell_timeout=5, timeout=25, memory_mb=1500)
-    results = grade_class(subs, out=root / "grades", workers=2, limits=limits, progress=False)
+    results = grade_class(subs, COURSE, out=root / "grades", workers=2, limits=limits, progress=False)
     return root, subs, results, before
 
 
@@ -260,7 +261,7 @@ def test_grading_never_modifies_a_submission(graded_class):
 
 def test_feedback_for_every_student_and_never_a_hidden_test(graded_class):
     _, _, results, _ = graded_class
-    source = REPO / "solutions" / "01_episodes.ipynb"
+    source = COURSE / "solutions" / "01_episodes.ipynb"
     for r in results:
         assert r.feedback and Path(r.feedback).exists(), r.student
         _assert_no_hidden_test_in(r.feedback, source)
@@ -285,16 +286,16 @@ def test_kernels_cannot_read_the_solutions(tmp_path):
             resolve_isolation("namespace")
         return
     assert resolve_isolation("auto")[0] == "namespace"
-    code = ("import os\nimport mlcourse.grading as g\n"
+    code = (f"import os\nfrom pathlib import Path\ncourse = Path({str(COURSE)!r})\n"
             "def attempt(f):\n    try:\n        return 'READ ' + repr(f())[:60]\n"
             "    except Exception as err:\n        return type(err).__name__\n"
             "print(os.getuid())\n"
-            "print(attempt(lambda: os.listdir(g.REPO / 'solutions')))\n"
-            "print(attempt(lambda: os.listdir(g.REPO / '.git')))\n"
-            "print(attempt(lambda: open(g.REPO / 'solutions' / '01_episodes.ipynb').read()))\n"
-            "print(attempt(lambda: open(g.REPO / 'README.md').read()))")
+            "print(attempt(lambda: os.listdir(course / 'solutions')))\n"
+            "print(attempt(lambda: os.listdir(course / '.git')))\n"
+            "print(attempt(lambda: open(course / 'solutions' / '01_episodes.ipynb').read()))\n"
+            "print(attempt(lambda: open(course / 'README.md').read()))")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
-    run = execute(nb, Limits(isolation="namespace", hide=default_hidden(REPO / "solutions"), cell_timeout=60))
+    run = execute(nb, Limits(isolation="namespace", hide=default_hidden(COURSE), cell_timeout=60))
     lines = "".join(o.get("text", "") for o in nb.cells[0].outputs).splitlines()
     assert lines[:4] == ["61000", "PermissionError", "PermissionError", "PermissionError"], lines
     assert lines[4].startswith("READ '# mlcourse"), lines  # the rest of the checkout is there
@@ -305,7 +306,7 @@ def test_a_rerun_grades_only_what_changed(graded_class):
     root, subs, results, _ = graded_class
     old = {r.student: r for r in results}
     _student(subs / "bob.ipynb", ("accuracy_ci",))  # bob resubmits
-    again = grade_class(subs, out=root / "grades", workers=2, limits=Limits(cell_timeout=5, timeout=25,
+    again = grade_class(subs, COURSE, out=root / "grades", workers=2, limits=Limits(cell_timeout=5, timeout=25,
                                                                             memory_mb=1500), progress=False)
     new = {r.student: r for r in again}
     assert new["bob"].score == 2 and new["bob"].sha256 != old["bob"].sha256

@@ -1,5 +1,10 @@
 """Exercises and grading: nbgrader generates the student notebooks; ``mlcourse grade`` grades them.
 
+An optional part of the package (``pip install "mlcourse[grading]"``): the course modules
+never import it. Every entry point takes the course folder (``solutions/``, ``exercises/``,
+``nbgrader_config.py``) explicitly; :mod:`~mlcourse.grading.course` checks it.
+
+- :mod:`~mlcourse.grading.course`: the course folder and its checks.
 - :mod:`~mlcourse.grading.release`: ``solutions/`` to ``exercises/`` (nbgrader).
 - :mod:`~mlcourse.grading.assemble`: the student's answers merged into the instructor notebook.
 - :mod:`~mlcourse.grading.sandbox`: the kernel launcher (hidden paths, another user, limits).
@@ -10,8 +15,9 @@
 from .assemble import assemble, read_notebook
 from .autograde import GradeResult, grade
 from .batch import collect_submissions, grade_class
+from .course import CourseError, course_folder
 from .execute import Limits
-from .release import REPO, generate_exercise, generate_exercises
+from .release import generate_exercise, generate_exercises
 
-__all__ = ["REPO", "GradeResult", "Limits", "assemble", "collect_submissions", "generate_exercise",
-           "generate_exercises", "grade", "grade_class", "read_notebook"]
+__all__ = ["CourseError", "GradeResult", "Limits", "assemble", "collect_submissions", "course_folder",
+           "generate_exercise", "generate_exercises", "grade", "grade_class", "read_notebook"]

@@ -17,9 +17,9 @@ from pathlib import Path
 import nbformat
 
 from .assemble import assemble, graded_cells, read_notebook
+from .course import solutions_folder
 from .execute import Limits, execute, interrupted_cells, score_cells
 from .feedback import feedback_html
-from .release import REPO
 
 __all__ = ["GradeResult", "grade", "write_feedback", "find_assignment", "resolve_isolation", "default_hidden"]
 
@@ -75,8 +75,8 @@ def find_assignment(nb: nbformat.NotebookNode, path: Path, solutions: Path) -> s
     """The exercise a submission answers: its file name, else the one sharing most cell ids."""
     sources = sorted(Path(solutions).glob("*.ipynb"))
     if not sources:
-        raise FileNotFoundError(f"no instructor notebooks in {solutions}: grade from a checkout of the course "
-                                "or pass --solutions")
+        raise FileNotFoundError(f"no instructor notebooks in {solutions}: pass --course DIR (the course checkout) "
+                                "or --solutions DIR")
     names = [s.stem for s in sources]
     if path.stem in names:
         return path.stem
@@ -89,9 +89,24 @@ def find_assignment(nb: nbformat.NotebookNode, path: Path, solutions: Path) -> s
     return best
 
 
-def default_hidden(solutions: Path, extra: list[Path] = ()) -> list[str]:
-    """What a grading kernel must not see: instructor notebooks, the git objects, other submissions."""
-    paths = {Path(solutions).resolve(), REPO / "solutions", REPO / ".git", *(Path(p).resolve() for p in extra)}
+def default_hidden(course: Path, solutions: Path | None = None, extra: list[Path] = ()) -> list[str]:
+    """What a grading kernel must not see: instructor notebooks, the git objects, other submissions.
+
+    Args:
+        course: The course folder; its ``solutions/`` and ``.git`` are hidden.
+        solutions: Another folder of instructor notebooks in use, hidden as well.
+        extra: More paths to hide (the folder of submissions, the output folder).
+
+    Returns:
+        The paths that exist, sorted, for :attr:`~mlcourse.grading.execute.Limits.hide`.
+
+    Raises:
+        ValueError: A hidden path holds the interpreter or the package the kernels need.
+    """
+    course = Path(course).resolve()
+    paths = {course / "solutions", course / ".git", *(Path(p).resolve() for p in extra)}
+    if solutions is not None:
+        paths.add(Path(solutions).resolve())
     needed = [Path(sys.prefix).resolve(), Path(__file__).resolve().parents[1]]
     for p in paths:
         for n in needed:
@@ -116,16 +131,18 @@ def resolve_isolation(requested: str = "auto") -> tuple[str, str]:
     return "none", f"kernels run as this user and could read the solutions ({why})"
 
 
-def grade(submission: str | Path, assignment: str | None = None, solutions: Path = REPO / "solutions",
-          feedback_dir: Path | None = None, limits: Limits | None = None, student: str | None = None,
-          feedback_name: str | None = None) -> GradeResult:
+def grade(submission: str | Path, course: str | Path, assignment: str | None = None,
+          solutions: str | Path | None = None, feedback_dir: Path | None = None, limits: Limits | None = None,
+          student: str | None = None, feedback_name: str | None = None) -> GradeResult:
     """Autograde one submitted notebook in a sandboxed kernel.
 
     Args:
         submission: The student's notebook (never modified).
+        course: The course folder (``solutions/``, ``exercises/``, ``nbgrader_config.py``);
+            its ``solutions/`` and ``.git`` are hidden from the kernel.
         assignment: Exercise name (stem of a ``solutions`` notebook); guessed from the file
             name, then from the graded cells, when omitted.
-        solutions: Folder of instructor notebooks.
+        solutions: Folder of instructor notebooks (default ``COURSE/solutions``).
         feedback_dir: Where to write the feedback HTML (default ``./feedback``).
         limits: Time, memory and isolation of the kernel (default:
             :class:`~mlcourse.grading.execute.Limits` with namespace isolation where available).
@@ -133,16 +150,16 @@ def grade(submission: str | Path, assignment: str | None = None, solutions: Path
         feedback_name: File name of the feedback page (default ``<student>.html``).
 
     Returns:
-        A :class:`~mlcourse.grading.autograde.GradeResult`; bad input or a failing kernel gives a
-        status, never an exception.
+        A :class:`~mlcourse.grading.autograde.GradeResult`; bad input (a course folder without
+        instructor notebooks included) or a failing kernel gives a status, never an exception.
     """
     start = time.perf_counter()
     path = Path(submission)
-    solutions = Path(solutions)
     result = GradeResult(str(path), assignment, "error", student=student or path.stem)
     try:
         data = path.read_bytes()
         result.sha256 = hashlib.sha256(data).hexdigest()
+        solutions = solutions_folder(course, solutions)
         nb = read_notebook(data, path.name)
         result.assignment = assignment or find_assignment(nb, path, solutions)
         source_path = solutions / f"{result.assignment}.ipynb"
@@ -157,7 +174,7 @@ def grade(submission: str | Path, assignment: str | None = None, solutions: Path
         result.max_score = sum(points for _, points in graded_cells(source))
         if limits is None:
             mode, _ = resolve_isolation("auto")
-            limits = Limits(isolation=mode, hide=default_hidden(solutions))
+            limits = Limits(isolation=mode, hide=default_hidden(course, solutions))
         assembled = assemble(source, nb)
         result.notes = assembled.notes
         run = execute(assembled.notebook, limits)

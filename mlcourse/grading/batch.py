@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .autograde import GradeResult, default_hidden, resolve_isolation, write_feedback
+from .course import course_folder, solutions_folder
 from .execute import Limits
-from .release import REPO
 
 __all__ = ["Submission", "collect_submissions", "grade_class", "write_gradebook"]
 
@@ -94,8 +94,10 @@ def _sha(path: Path) -> str | None:
         return None
 
 
-def _grade_in_process(sub: Submission, solutions: Path, out: Path, limits: Limits, slot: int) -> GradeResult:
-    spec = {"notebook": str(sub.path), "assignment": sub.assignment, "solutions": str(solutions),
+def _grade_in_process(sub: Submission, course: Path, solutions: Path, out: Path, limits: Limits,
+                      slot: int) -> GradeResult:
+    spec = {"notebook": str(sub.path), "assignment": sub.assignment, "course": str(course),
+            "solutions": str(solutions),
             "feedback_dir": str(out / "feedback"), "feedback_name": f"{sub.key}.html", "student": sub.student,
             "limits": asdict(replace(limits, uid=UID_BASE + slot))}
     with tempfile.TemporaryDirectory(prefix="mlcourse-job-") as tmp:
@@ -134,17 +136,20 @@ def write_gradebook(results: list[GradeResult], path: Path) -> None:
     tmp.replace(path)
 
 
-def grade_class(folder: str | Path, out: str | Path = "grades", assignment: str | None = None,
-                solutions: str | Path = REPO / "solutions", workers: int | None = None,
+def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grades", assignment: str | None = None,
+                solutions: str | Path | None = None, workers: int | None = None,
                 limits: Limits | None = None, isolation: str = "auto", regrade: bool = False,
                 progress: bool = True) -> list[GradeResult]:
     """Grade every submission under ``folder`` in parallel; write the gradebook and feedback to ``out``.
 
     Args:
         folder: Submissions, flat or in nbgrader's ``<student>/<assignment>/`` layout.
+        course: The course folder (``solutions/``, ``exercises/``, ``nbgrader_config.py``);
+            its ``solutions/`` and ``.git`` are hidden from the kernels.
         out: Output folder (``gradebook.csv``, ``feedback/``, ``results/``).
         assignment: Exercise name for a flat folder (default: guessed per notebook).
-        solutions: Folder of instructor notebooks (hidden from the kernels).
+        solutions: Folder of instructor notebooks (default ``COURSE/solutions``; hidden from the
+            kernels).
         workers: Submissions graded at a time (default: the number of CPU cores).
         limits: Cell timeout, notebook timeout and memory of each kernel.
         isolation: ``"auto"``, ``"namespace"`` (required: fail if unavailable) or ``"none"``.
@@ -153,18 +158,23 @@ def grade_class(folder: str | Path, out: str | Path = "grades", assignment: str 
 
     Returns:
         One :class:`~mlcourse.grading.autograde.GradeResult` per submission, sorted by student.
+
+    Raises:
+        CourseError: ``course`` has no ``solutions/`` (or ``solutions`` holds no notebook).
+        ValueError: ``folder`` is not a folder, or a hidden path holds what the kernels need.
+        RuntimeError: ``isolation="namespace"`` was asked for and is not available.
     """
     from ..progress import tqdm
 
     from ..config import data_dir
 
-    folder, out, solutions = Path(folder).resolve(), Path(out).resolve(), Path(solutions).resolve()
-    if not list(solutions.glob("*.ipynb")):
-        raise ValueError(f"no instructor notebooks in {solutions}: pass --solutions")
+    course = course_folder(course, solutions=solutions)
+    solutions = solutions_folder(course, solutions)
+    folder, out = Path(folder).resolve(), Path(out).resolve()
     subs = collect_submissions(folder)
     mode, why = resolve_isolation(isolation)
     base = limits or Limits()
-    limits = replace(base, isolation=mode, hide=default_hidden(solutions, [folder, out]),
+    limits = replace(base, isolation=mode, hide=default_hidden(course, solutions, [folder, out]),
                      data=base.data or str(data_dir()))
     workers = max(1, workers or os.cpu_count() or 1)
     (out / "results").mkdir(parents=True, exist_ok=True)
@@ -197,7 +207,7 @@ def grade_class(folder: str | Path, out: str | Path = "grades", assignment: str 
     def job(sub: Submission) -> GradeResult:
         slot = slots.get()
         try:
-            return _grade_in_process(sub, solutions, out, limits, slot)
+            return _grade_in_process(sub, course, solutions, out, limits, slot)
         finally:
             slots.put(slot)
 

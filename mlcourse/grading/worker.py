@@ -15,7 +15,8 @@ from .execute import Limits
 
 def main(spec_path: str, out_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
-    result = grade(spec["notebook"], assignment=spec.get("assignment"), solutions=Path(spec["solutions"]),
+    result = grade(spec["notebook"], Path(spec["course"]), assignment=spec.get("assignment"),
+                   solutions=Path(spec["solutions"]),
                    feedback_dir=Path(spec["feedback_dir"]), limits=Limits(**spec["limits"]),
                    student=spec["student"], feedback_name=spec["feedback_name"])
     tmp = Path(out_path + ".tmp")

@@ -1,14 +1,17 @@
 """The graded notebook is the instructor's, with the student's answers; repairs are reported."""
+from pathlib import Path
+
 import nbformat
 import pytest
 
-from mlcourse.grading import REPO, assemble
+from mlcourse.grading import assemble
 from mlcourse.grading.assemble import STUB, visible_source
 from mlcourse.grading.batch import collect_submissions
 from mlcourse.grading.feedback import safe_message
 
-SOURCE = nbformat.read(REPO / "solutions" / "01_episodes.ipynb", 4)
-EXERCISE = nbformat.read(REPO / "exercises" / "01_episodes.ipynb", 4)
+COURSE = Path(__file__).resolve().parents[2]  # this checkout is the course folder
+SOURCE = nbformat.read(COURSE / "solutions" / "01_episodes.ipynb", 4)
+EXERCISE = nbformat.read(COURSE / "exercises" / "01_episodes.ipynb", 4)
 
 
 def _gid(cell):
