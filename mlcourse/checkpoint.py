@@ -43,7 +43,7 @@ class RunState:
     """The resumable state of one training run: model, optimizer, step, history and best weights.
 
     Built at the start of a loop, it loads ``path`` if it exists (checking ``signature``) into
-    the model and optimizer; the loop then reads :attr:`step` and :attr:`history`, calls
+    the model and optimizer; the loop then reads ``step`` and ``history``, calls
     :meth:`keep_best` when validation improves, :meth:`save` at its save points and
     :meth:`load_best` at the end.
 

@@ -15,15 +15,14 @@ A learner that classifies by comparing embeddings may also implement ``embed(x)`
 (:func:`mlcourse.evaluation.evaluate`) then embeds the test set once and draws every test
 episode from the embeddings, which makes 600 test episodes cost one pass over the data.
 
-The families fill the protocol differently (lecture 1's map):
+The families fill the protocol differently:
 
-=====================  ===========================  ====================================
-family                 ``meta_step`` trains          ``predict`` adapts by
-=====================  ===========================  ====================================
-metric-based           the embedding (and scorer)   comparing query and support embeddings
-model-based (black box) the whole network           a forward pass over the support set
-optimization-based     the initialisation           gradient steps on the support set
-=====================  ===========================  ====================================
+- metric-based: ``meta_step`` trains the embedding (and the scorer); ``predict`` compares
+  query and support embeddings;
+- model-based (black box): ``meta_step`` trains the whole network; ``predict`` is a forward
+  pass over the support set;
+- optimization-based: ``meta_step`` trains the initialisation; ``predict`` takes gradient
+  steps on the support set.
 
 Adding a learner means writing one class with these two methods; the loop, the evaluator,
 checkpoints and the paired comparison then work for it unchanged.
@@ -43,10 +42,9 @@ __all__ = ["Learner", "EmbeddingLearner", "StepResult", "is_learner", "check_lea
 class StepResult(NamedTuple):
     """What one meta-step reports: the mean loss of the batch and each task's query outputs.
 
-    Attributes:
-        loss: Mean loss over the tasks of the batch (a float, already detached).
-        outputs: One tensor per task, the query outputs ``(n_query_total, n_way)`` (scores or
-            logits; for regression, predictions), detached.
+    ``loss`` is the mean loss over the tasks of the batch (a float); ``outputs`` holds one
+    detached tensor per task, its query outputs ``(n_query_total, n_way)`` (scores or logits;
+    for regression, predictions).
     """
 
     loss: float

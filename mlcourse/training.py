@@ -64,7 +64,7 @@ class TaskStream:
 
     Args:
         source: A labelled data set (N-way K-shot episodes are drawn from it) or a task
-            distribution with ``sample_tasks(n, rng)`` (e.g. :class:`~mlcourse.data.Sinusoids`).
+            distribution with ``sample_tasks(n, rng)`` (e.g. :class:`~mlcourse.data.sinusoid.Sinusoids`).
         meta_batch_size: Tasks per batch.
         n_way, k_shot, n_query: The episode shape; ``k_shot`` may be a sequence of shot
             counts, one of which each batch draws.

@@ -19,7 +19,7 @@ class AveragingLearner(BlackBoxLearner):
     Args:
         n_way: Classes per task.
         hidden: Width of the pair embedding ``g`` and of the query classifier.
-        encoder, shuffle_train_support: See :class:`BlackBoxLearner`.
+        encoder, shuffle_train_support: See :class:`~mlcourse.blackbox.base.BlackBoxLearner`.
         slots: Embed pairs as ``e_y ⊗ g(f(x))`` (context of ``N * hidden`` values) instead of
             ``g([f(x), e_y])`` (``hidden`` values).
     """

@@ -8,11 +8,11 @@ network, trained end to end on episodes (CS330, lecture 3).
 
 Two ways to read the support set:
 
-* :class:`RecurrentLearner`, as in memory-augmented neural networks (Santoro et al., 2016):
+* :class:`~mlcourse.blackbox.recurrent.RecurrentLearner`, as in memory-augmented neural networks (Santoro et al., 2016):
   an LSTM reads the support pairs one after the other; each query is then fed with a zero
   label from the state the support left behind, and the LSTM output is classified. The
   answer can depend on the *order* of the support set.
-* :class:`AveragingLearner`, as in conditional neural processes (Garnelo et al., 2018):
+* :class:`~mlcourse.blackbox.averaging.AveragingLearner`, as in conditional neural processes (Garnelo et al., 2018):
   each pair is embedded, the embeddings are averaged into a context ``r``, and the query
   classifier reads ``[f(x), r]``. A mean does not depend on the order: the learner is
   permutation invariant by construction (up to floating-point rounding in the sum).

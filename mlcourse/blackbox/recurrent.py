@@ -18,7 +18,7 @@ class RecurrentLearner(BlackBoxLearner):
         n_way: Classes per task.
         hidden: LSTM hidden units.
         layers: LSTM layers.
-        encoder, shuffle_train_support: See :class:`BlackBoxLearner`.
+        encoder, shuffle_train_support: See :class:`~mlcourse.blackbox.base.BlackBoxLearner`.
         slots: Input ``[e_y ⊗ f(x), f(x)]`` (``(N + 1) * D`` values) instead of ``[f(x), e_y]``.
     """
 

@@ -19,8 +19,8 @@ Gradients span many orders of magnitude, so they are preprocessed (the paper's a
     g -> (log|g| / p, sign g)   if |g| >= e^-p,        (-1, e^p g)   otherwise.
 
 Problems (optimizees) are batches of independent functions sharing one flat parameter
-tensor, with ``theta0`` and ``losses(theta, step) -> (B,)``: :class:`QuadraticProblems`
-(``f(theta) = ||W theta - y||^2``, the paper's first experiment) and :class:`DigitsMLP`
+tensor, with ``theta0`` and ``losses(theta, step) -> (B,)``: :class:`~mlcourse.learned_optimizers.problems.QuadraticProblems`
+(``f(theta) = ||W theta - y||^2``, the paper's first experiment) and :class:`~mlcourse.learned_optimizers.problems.DigitsMLP`
 (a one-hidden-layer network on the handwritten digits that scikit-learn ships).
 
 Modules: :mod:`~mlcourse.learned_optimizers.lstm` (the optimiser network),

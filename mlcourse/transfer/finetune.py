@@ -365,7 +365,7 @@ def reinitialise(model: nn.Module, seed: int | None = None) -> nn.Module:
 
 STRATEGIES = {"linear_svm": "linear SVM", "head_only": "head only", "fine_tune_all": "fine-tune all",
               "from_scratch": "from scratch"}
-"""The ways of using a source model for a target task: identifier -> label for tables and plots."""
+"""The ways of using a source model for a target task, by identifier, with the label for tables and plots."""
 
 
 def transfer_accuracy(strategy: str, source: TransferNet, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
