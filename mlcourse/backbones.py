@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["conv_block", "Conv4", "MLP"]
+__all__ = ["conv_block", "Conv4", "FrozenEncoder", "MLP"]
 
 
 def conv_block(in_channels: int, out_channels: int, pool: bool = True,
@@ -58,6 +58,36 @@ class Conv4(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         z = self.encoder(x)  # (B, hidden, h, w)
         return z.flatten(1) if self.flatten else z
+
+
+class FrozenEncoder(nn.Module):
+    """A pre-trained encoder that does not learn: no gradients, and always in eval mode.
+
+    Wrapping a trained :class:`Conv4` keeps its BatchNorm running statistics in use even
+    while the model around it trains, so a learner built on it learns only its own layers.
+    Its weights are still part of the ``state_dict`` (a checkpoint holds the whole model).
+
+    Args:
+        encoder: Maps images to embeddings and has ``out_features``.
+    """
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        if not hasattr(encoder, "out_features"):
+            raise TypeError(f"the encoder must say its embedding size (out_features), {type(encoder).__name__} does not")
+        self.encoder = encoder
+        self.out_features = int(encoder.out_features)
+        self.encoder.requires_grad_(False)
+        self.encoder.eval()
+
+    def train(self, mode: bool = True) -> "FrozenEncoder":
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.encoder(x)
 
 
 class MLP(nn.Module):

@@ -1,4 +1,4 @@
-"""Command line: ``mlcourse grade NOTEBOOK``, ``mlcourse exercises``, ``mlcourse data``.
+"""Command line: ``mlcourse train SPEC``, ``mlcourse grade NOTEBOOK``, ``mlcourse exercises``, ``mlcourse data``.
 
 ``grade`` and ``exercises`` need the grading extra (``pip install "mlcourse[grading]"``) and
 work on a course folder (``--course DIR``, by default the current folder); the grading
@@ -99,12 +99,64 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .experiments import select_specs
+
+    try:
+        specs = select_specs(args.specs)
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    except ValueError as err:
+        print(f"mlcourse train: {err}", file=sys.stderr)
+        return 2
+    if args.list:
+        for spec in specs:
+            budget = f"{spec.max_steps} steps" if hasattr(spec, "max_steps") else f"{spec.max_epochs} epochs per arm"
+            print(f"{spec.name:<20} lecture {spec.chapter}  {spec.title}; seeds {list(spec.seeds)}, at most {budget}")
+        return 0
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from .experiments.runner import train_spec
+    from .experiments.studies import Study, run_study
+
+    try:
+        for spec in specs:
+            for seed in seeds if seeds is not None else spec.seeds:
+                run = run_study if isinstance(spec, Study) else train_spec
+                record = run(spec, seed, quick=args.quick, out=args.out, device=args.device, progress=not args.quiet)
+                t = record["training"]
+                tests = ", ".join(f"{k} {100 * v['mean']:.1f} ± {100 * v['half_width']:.1f}%"
+                                  for k, v in record["tests"].items())
+                print(f"{spec.name} seed {seed}: {t['stopped']} after {t['steps']} {t.get('unit', 'steps')}, "
+                      f"{t['seconds']:.0f} s; "
+                      f"{tests}", flush=True)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"mlcourse train: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``mlcourse`` command with ``argv`` (default: the process's arguments); returns the exit code."""
     course_help = ("the course folder, holding solutions/, exercises/ and nbgrader_config.py "
                    "(default: the current folder)")
     parser = argparse.ArgumentParser(prog="mlcourse", description="Tools of the mlcourse course.")
     sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train experiment specs to their stopping rule; write checkpoints and records",
+                       description="Train each spec (by name, by chapter number, or 'all') for each of its seeds "
+                                   "until validation stops progressing or the budget is spent. Resumable: run "
+                                   "the same command again after an interruption. Writes <out>/<dataset>/<spec>/"
+                                   "seed<k>.pt and .json (default out: the results shipped with the package).")
+    t.add_argument("specs", nargs="+", help="spec names, chapter numbers (e.g. 3) or 'all'")
+    t.add_argument("--seeds", help="comma-separated training seeds (default: the spec's, e.g. 0,1,2)")
+    t.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    t.add_argument("--out", metavar="DIR", help="results folder (default: $MLCOURSE_RESULTS or the shipped one)")
+    t.add_argument("--quick", action="store_true", help="a few steps per spec: checks the path, measures nothing")
+    t.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    t.add_argument("--list", action="store_true", help="list the selected specs and exit")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=_train)
     g = sub.add_parser("grade", help="autograde a submitted notebook, or a folder of them (a class)",
                        description="Grade one notebook, or every submission in a folder (FOLDER/<student>.ipynb "
                                    "or nbgrader's FOLDER/<student>/<assignment>/*.ipynb) in parallel. "

@@ -26,7 +26,7 @@ from .episodes import Episode, check_episode_request, draw_episode, images_of, l
 from .progress import tqdm
 
 __all__ = ["accuracy_ci", "EvalResult", "Difference", "evaluate", "paired_difference", "eval_mode", "embed_dataset",
-           "accuracy"]
+           "accuracy", "correct"]
 
 Z_95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
 
@@ -199,13 +199,24 @@ def evaluate(learner: nn.Module | Predictor, dataset: Dataset, *, n_way: int, k_
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 512,
-             device: torch.device | str | None = None) -> float:
-    """Fraction of the inputs ``x`` that ``model`` labels ``y`` (plain classification, in eval mode)."""
+def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 512,
+            device: torch.device | str | None = None) -> np.ndarray:
+    """Whether ``model`` labels each input of ``x`` with its ``y`` (a boolean array; plain classification, eval mode).
+
+    Two models scored on the same ``(x, y)`` are compared image by image (a paired test).
+    """
     if len(x) != len(y):
         raise ValueError(f"{len(x)} inputs but {len(y)} labels")
     device = get_device(device) if device is not None else next(model.parameters()).device
     with eval_mode(model):
-        correct = sum((model(x[i:i + batch_size].to(device)).argmax(1) == y[i:i + batch_size].to(device)).sum().item()
-                      for i in range(0, len(x), batch_size))
-    return correct / len(x)
+        hits = [(model(x[i:i + batch_size].to(device)).argmax(1) == y[i:i + batch_size].to(device)).cpu()
+                for i in range(0, len(x), batch_size)]
+    return torch.cat(hits).numpy().astype(bool) if hits else np.zeros(0, dtype=bool)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 512,
+             device: torch.device | str | None = None) -> float:
+    """Fraction of the inputs ``x`` that ``model`` labels ``y`` (plain classification, in eval mode)."""
+    if len(x) == 0:
+        raise ValueError("no inputs to measure accuracy on")
+    return float(correct(model, x, y, batch_size=batch_size, device=device).mean())

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from .config import is_quick
 
-__all__ = ["report_findings"]
+__all__ = ["report_findings", "glue"]
 
 
 def report_findings(findings: Mapping[str, object], *, title: str = "The text's findings, on this run") -> dict[str, bool]:
@@ -37,3 +37,30 @@ def report_findings(findings: Mapping[str, object], *, title: str = "The text's 
     if not all(out.values()) and not is_quick():
         print("  A finding not seen here is not settled at this budget (one run, short training).")
     return out
+
+
+class _Text(str):
+    """A string shown without quotes (as a glued value in the book's prose)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def glue(name: str, value: object, fmt: str = "") -> str:
+    """Make ``value`` available to the page's prose as ``{glue:text}`name``` (the book's myst-nb), and return it.
+
+    The number in the text is then the one this run computed, never one typed by hand.
+    Outside a book build (JupyterLab, Colab without myst-nb) nothing is displayed.
+
+    Args:
+        name: The key the prose refers to.
+        value: A number or a string.
+        fmt: A format spec for numbers, e.g. ``".1f"``.
+    """
+    text = _Text(format(value, fmt) if fmt else str(value))
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return str(text)
+    myst_glue(name, text, display=False)
+    return str(text)

@@ -9,7 +9,9 @@ replaying the stream. It logs the training
 loss, validates every ``val_every`` steps, keeps the best weights and saves the full state.
 
 :func:`train_epoch` is the inner pass of the supervised loops (pre-training, fine-tuning,
-distillation, domain adaptation): one optimizer step per batch.
+distillation, domain adaptation): one optimizer step per batch. :class:`LossPlateau` is
+their stopping rule when they are trained to convergence (``patience=``): the training loss
+has stopped falling.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from .evaluation import evaluate
 from .learner import check_learner
 from .progress import tqdm
 
-__all__ = ["History", "TaskStream", "meta_train", "make_optimizer", "train_epoch"]
+__all__ = ["History", "TaskStream", "meta_train", "make_optimizer", "train_epoch", "LossPlateau"]
 
 
 @dataclass
@@ -38,7 +40,8 @@ class History:
 
     Every loop of the package returns one. :meth:`log` appends to columns; read a column as
     an attribute (``history.loss``, ``history.val_acc``). The episodic loop logs ``step``,
-    ``loss``, ``acc`` and, at each validation, ``val_step``, ``val_acc``, ``val_ci``; the
+    ``loss``, ``acc`` and, at each validation, ``val_step``, ``val_acc``, ``val_ci`` and
+    ``val_seconds`` (seconds spent so far, validations included); the
     supervised loops log ``epoch`` and their own columns.
     """
 
@@ -46,6 +49,9 @@ class History:
     best_val_acc: float = -1.0
     best_step: int = 0
     seconds: float = 0.0
+    stopped: str = ""  # "converged" (the stopping rule) or "budget" (n_steps reached); "" while running
+    reference: tuple[float, float] = (-1.0, 0.0)  # (accuracy, half-width) of the last validation that progressed
+    stale: int = 0  # validations since then
 
     def log(self, **values) -> None:
         """Append each value to its column."""
@@ -113,7 +119,7 @@ def meta_train(learner: torch.nn.Module, source, *, n_steps: int, meta_batch_siz
                k_shot: int | Sequence[int] = 1, n_query: int = 15, outer_lr: float = 1e-3, optimizer: str = "adam",
                val_set: Dataset | None = None, val_every: int = 100, val_episodes: int = 100,
                val_shot: int | None = None, val_options: dict | None = None,
-               checkpoint: str | os.PathLike | None = None, seed: int = 0,
+               patience: int | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 0,
                device: torch.device | str | None = None, progress: bool = True) -> History:
     """Meta-train ``learner`` for ``n_steps`` outer steps of ``meta_batch_size`` tasks each.
 
@@ -140,6 +146,10 @@ def meta_train(learner: torch.nn.Module, source, *, n_steps: int, meta_batch_siz
     check_learner(learner)
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    if patience is not None and (val_set is None or isinstance(patience, bool) or not isinstance(patience, int)
+                                 or patience < 1):
+        raise ValueError(f"patience must be a positive int and needs a val_set, got patience={patience!r}, "
+                         f"val_set={'given' if val_set is not None else None}")
     device = get_device(device)
     learner.to(device)
     stream = TaskStream(source, meta_batch_size=meta_batch_size, n_way=n_way, k_shot=k_shot, n_query=n_query,
@@ -149,12 +159,15 @@ def meta_train(learner: torch.nn.Module, source, *, n_steps: int, meta_batch_siz
     signature = dict(learner=type(learner).__name__, settings=learner.extra_repr(), n_steps=n_steps,
                      meta_batch_size=meta_batch_size, n_way=n_way, k_shot=stream.shots, n_query=n_query,
                      outer_lr=outer_lr, optimizer=optimizer, seed=seed)
+    if patience is not None:
+        signature.update(patience=patience, val_every=val_every, val_episodes=val_episodes)
     run = RunState(checkpoint, signature, learner, opt, History, device)
     history, start = run.history, run.step
     learner.train()
     t0, window_loss, window_acc = time.perf_counter(), [], []
     log_every = max(1, min(50, n_steps // 20))
-    bar = tqdm(range(start, n_steps), initial=start, total=n_steps, desc=type(learner).__name__, disable=not progress)
+    steps = range(start, n_steps) if not history.stopped else range(0)
+    bar = tqdm(steps, initial=start, total=n_steps, desc=type(learner).__name__, disable=not progress)
     for step in bar:
         tasks = [t.to(device) for t in stream.batch(step)]
         torch.manual_seed(int(np.random.default_rng([seed, step, 1]).integers(2**62)))  # dropout, shuffles: per step too
@@ -173,14 +186,26 @@ def meta_train(learner: torch.nn.Module, source, *, n_steps: int, meta_batch_siz
         if val_set is not None and (done % val_every == 0 or done == n_steps):
             result = evaluate(learner, val_set, n_way=n_way, k_shot=val_shot, n_query=n_query,
                               n_episodes=val_episodes, seed=seed + 1, device=device, **(val_options or {}))
-            history.log(val_step=done, val_acc=result.mean, val_ci=result.half_width)
+            history.log(val_step=done, val_acc=result.mean, val_ci=result.half_width,
+                        val_seconds=round(history.seconds + time.perf_counter() - t0, 2))
             if result.mean > history.best_val_acc:
                 history.best_val_acc, history.best_step = result.mean, done
                 run.keep_best()
-        if save_point:
+            if result.mean > sum(history.reference):
+                history.reference, history.stale = (result.mean, result.half_width), 0
+            else:
+                history.stale += 1
+            if patience is not None and history.stale >= patience:
+                history.stopped = "converged"
+        if done == n_steps and not history.stopped:
+            history.stopped = "budget"
+        if save_point or history.stopped:
             history.seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
             run.save(done)
+        if history.stopped:
+            break
+    bar.close()
     run.load_best()
     return history
 
@@ -210,3 +235,43 @@ def train_epoch(optimizer: torch.optim.Optimizer, batches: Iterable,
         raise ValueError("train_epoch got no batches: the training data is empty")
     return total / n
 
+
+
+@dataclass
+class LossPlateau:
+    """The supervised loops' stopping rule: the mean training loss of an epoch has stopped falling.
+
+    An epoch *progresses* when its loss is below the best so far by more than
+    ``max(rel_tol * best, abs_tol)``. Training stops, *converged*, after ``patience`` epochs in
+    a row without progress; with ``patience=None`` it never stops early (a fixed budget).
+    Only the training data is used: no validation or test image decides when to stop.
+
+    Example:
+        >>> rule = LossPlateau(patience=2)
+        >>> [rule.update(v) for v in (1.0, 0.5, 0.499, 0.4995)]
+        [False, False, False, True]
+    """
+
+    patience: int | None = None
+    rel_tol: float = 0.01
+    abs_tol: float = 0.01  # a cross-entropy below about 0.01 is a memorised training set
+    best: float = float("inf")
+    stale: int = 0
+
+    def __post_init__(self) -> None:
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be at least 1 (or None for a fixed budget), got {self.patience}")
+
+    def update(self, loss: float) -> bool:
+        """Record one epoch's loss; ``True`` when training should stop."""
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"the training loss is {loss}: lower the learning rate")
+        if loss < self.best - max(self.rel_tol * self.best, self.abs_tol) or not np.isfinite(self.best):
+            self.best, self.stale = float(loss), 0
+        else:
+            self.stale += 1
+        return self.patience is not None and self.stale >= self.patience
+
+    def verdict(self, stopped_early: bool) -> str:
+        """``"converged"`` when the rule stopped training, else ``"budget"``."""
+        return "converged" if stopped_early else "budget"

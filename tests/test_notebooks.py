@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted(REPO.glob("lectures/*.ipynb")) + sorted(REPO.glob("solutions/*.ipynb")) + sorted(
-    REPO.glob("exercises/*.ipynb"))
+NOTEBOOKS = (sorted(REPO.glob("lectures/*.ipynb")) + sorted(REPO.glob("book/*.ipynb"))
+             + sorted(REPO.glob("solutions/*.ipynb")) + sorted(REPO.glob("exercises/*.ipynb")))
 
 
 def _toc_files(node) -> list[str]:

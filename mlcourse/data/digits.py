@@ -81,7 +81,8 @@ def font_digits(n_per_class: int = 300, seed: int = 0, cache: bool = True, worke
 
     Args:
         n_per_class: Images per digit, spread evenly over the fonts that have all ten digits
-            (21 of matplotlib's fonts); must be at least the number of fonts.
+            (21 of the course's fonts, ``COURSE_FONTS`` of :mod:`mlcourse.data.glyphs`); must be at least
+            the number of fonts.
         seed: Seed of the augmentation.
         cache: Keep the result in ``data_dir()`` (about 1 s to build 1,000 images).
         workers: Processes used to render.

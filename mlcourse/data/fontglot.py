@@ -45,7 +45,7 @@ from ..progress import tqdm
 
 from ..config import data_dir
 from .base import SPLITS, CharacterDataset, carve_validation
-from .glyphs import char_map, font_dir, fonts_digest, render_glyph, script_of, usable_fonts
+from .glyphs import COURSE_FONTS, char_map, font_path, fonts_digest, render_glyph, script_of, usable_fonts
 
 __all__ = ["FontGlot", "FontGlotSettings", "PRESETS", "build_fontglot", "load_fontglot", "fontglot_path"]
 
@@ -58,7 +58,7 @@ EVALUATION_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "GEORGIAN", "ARABIC", "TI
 class FontGlotSettings:
     """Everything that decides the content of a FontGlot build (part of the cache key)."""
 
-    fonts: tuple[str, ...] = ()  # font file names; empty = every usable matplotlib font
+    fonts: tuple[str, ...] = ()  # font file names; empty = all of COURSE_FONTS
     background_scripts: tuple[str, ...] = BACKGROUND_SCRIPTS
     evaluation_scripts: tuple[str, ...] = EVALUATION_SCRIPTS
     max_per_script: int | None = None  # keep only the first characters of each script (tiny builds)
@@ -94,12 +94,10 @@ def _settings_key(settings: FontGlotSettings, fonts: list[Path]) -> str:
 def _resolve_fonts(settings: FontGlotSettings) -> list[Path]:
     if not settings.fonts:
         return usable_fonts()
-    paths = [font_dir() / name for name in settings.fonts]
-    missing = [p.name for p in paths if not p.exists()]
-    if missing:
-        raise FileNotFoundError(f"fonts {missing} are not in {font_dir()}; pick from "
-                                f"{[p.name for p in usable_fonts()]}")
-    return paths
+    unknown = [name for name in settings.fonts if name not in COURSE_FONTS]
+    if unknown:
+        raise ValueError(f"fonts {unknown} are not among the course's fonts; pick from {list(COURSE_FONTS)}")
+    return [font_path(name) for name in settings.fonts]
 
 
 def _render_chunk(job: tuple[list[tuple[int, list[str]]], int]) -> list[tuple[int, list[np.ndarray]]]:

@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import unicodedata
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,10 +24,24 @@ from PIL import Image, ImageChops, ImageDraw
 
 logging.getLogger("fontTools").setLevel(logging.ERROR)  # old fonts carry odd timestamps
 
-__all__ = ["font_dir", "usable_fonts", "char_map", "render_glyph", "script_of", "fonts_digest"]
+__all__ = ["COURSE_FONTS", "font_dir", "font_path", "usable_fonts", "char_map", "render_glyph", "script_of", "fonts_digest"]
 
-# Fonts that carry placeholder boxes, private-use glyphs, size variants or a handful of glyphs.
-_EXCLUDED_PREFIXES = ("LastResort", "STIXNonUni", "STIXSiz", "cmsy10", "cmex10")
+# The fonts the course's data sets (FontGlot, the font digits) are built from, by file name, in
+# the order the builds use them. matplotlib 3.9 and 3.10 ship 21 of them, the same files as 3.11; cmti10
+# (Computer Modern Text Italic) arrived in matplotlib 3.11, so mlcourse carries a copy
+# (mlcourse/data/fonts, BaKoMa licence) and the builds are the same on any matplotlib.
+# matplotlib's other fonts are left out: placeholder boxes (LastResort), private-use glyphs
+# (STIXNonUni), size variants (STIXSiz, cmex10), symbols (cmsy10) and display cuts of DejaVu.
+COURSE_FONTS = (
+    "DejaVuSans-Bold.ttf", "DejaVuSans-BoldOblique.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans.ttf",
+    "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-BoldOblique.ttf", "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSansMono.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-BoldItalic.ttf", "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralBolIta.ttf",
+    "STIXGeneralItalic.ttf", "cmb10.ttf", "cmmi10.ttf", "cmr10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf",
+)
+# fonts_digest(usable_fonts()) of the fonts the shipped results (mlcourse/results) were measured on
+COURSE_FONTS_DIGEST = "7da792ec396ad7846d0c847490a35da3668584d10c21746d27210ec2c20fbc6d"
+_OWN_FONTS = Path(__file__).parent / "fonts"
 
 
 def font_dir() -> Path:
@@ -36,10 +51,30 @@ def font_dir() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
+def font_path(name: str) -> Path:
+    """The file of font ``name``: matplotlib's copy, else the one mlcourse carries; a clear error otherwise."""
+    for folder in (font_dir(), _OWN_FONTS):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"font {name!r} is neither in matplotlib's fonts ({font_dir()}) nor in {_OWN_FONTS}; "
+                            f"the course's fonts are {list(COURSE_FONTS)}")
+
+
+@lru_cache(maxsize=1)
 def usable_fonts() -> list[Path]:
-    """Fonts of matplotlib usable for glyph rendering, sorted by file name."""
-    fonts = sorted(font_dir().glob("*.ttf"))
-    return [f for f in fonts if not f.name.startswith(_EXCLUDED_PREFIXES) and "Display" not in f.name]
+    """The course's fonts (``COURSE_FONTS``), in order; warns if their bytes are not the reference ones.
+
+    A different matplotlib could ship changed font files: the data sets built from them are then
+    different data, and the shipped results will not reproduce exactly on them.
+    """
+    fonts = [font_path(name) for name in COURSE_FONTS]
+    digest = fonts_digest(fonts)
+    if digest != COURSE_FONTS_DIGEST:
+        warnings.warn(f"the fonts of this matplotlib differ from the ones the course's data sets were built from "
+                      f"(digest {digest[:12]}, reference {COURSE_FONTS_DIGEST[:12]}): FontGlot and the font digits "
+                      f"built here are other data, and the shipped results will not reproduce exactly on them",
+                      stacklevel=2)
+    return list(fonts)
 
 
 def fonts_digest(fonts: list[Path]) -> str:

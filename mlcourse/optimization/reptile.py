@@ -32,13 +32,22 @@ class Reptile(GradientLearner):
         model, loss_fn: As in :class:`~mlcourse.optimization.gradient.GradientLearner`.
         inner_lr: Step size of the inner SGD.
         inner_steps: Inner steps per task (the signal appears from 2 on).
+        adapt_on_query: Train the inner loop on the support and query images of a task (the
+            course's default) or, with ``False``, on the support set only, so that a learner
+            meta-trained on K-shot episodes adapts on K images per class, as it will at test
+            time (the query set then only measures the loss).
 
     Reptile never differentiates through the inner loop. Test-time adaptation and prediction
     are the shared ones (inner steps on the support set).
     """
 
-    def __init__(self, model: nn.Module, *, inner_lr: float = 0.1, inner_steps: int = 5, **kwargs) -> None:
+    def __init__(self, model: nn.Module, *, inner_lr: float = 0.1, inner_steps: int = 5, adapt_on_query: bool = True,
+                 **kwargs) -> None:
         super().__init__(model, inner_lr=inner_lr, inner_steps=inner_steps, **kwargs)
+        self.adapt_on_query = adapt_on_query
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.adapt_on_query else ", adapt_on_query=False")
 
     def meta_backward(self, tasks: Sequence[Episode]) -> StepResult:
         """Add :math:`\\frac{1}{n}\\sum_i (\\theta - \\phi_i)` to ``.grad``; the loss is the mean query loss after adaptation."""
@@ -47,8 +56,8 @@ class Reptile(GradientLearner):
         theta = parameters_of(self.model)
         total, outs = 0.0, []
         for task in tasks:
-            x = torch.cat([task.support_x, task.query_x])
-            y = torch.cat([task.support_y, task.query_y])
+            x = torch.cat([task.support_x, task.query_x]) if self.adapt_on_query else task.support_x
+            y = torch.cat([task.support_y, task.query_y]) if self.adapt_on_query else task.support_y
             phi = adapt(self.model, theta, x, y, inner_lr=self.inner_lrs(), inner_steps=self.inner_steps,
                         loss_fn=self.loss_fn, first_order=True, track_meta_grad=False)
             with torch.no_grad():

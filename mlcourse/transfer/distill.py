@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from ..device import get_device
 from ..progress import tqdm
-from ..training import History, train_epoch
+from ..training import History, LossPlateau, train_epoch
 
 __all__ = ["soft_target_loss", "distillation_loss", "train_distilled", "random_shift"]
 
@@ -95,7 +95,7 @@ def train_distilled(student: nn.Module, teacher: nn.Module | None, x: torch.Tens
                     epochs: int = 10, lr: float = 1e-3, temperature: float = 4.0, alpha: float = 0.9,
                     batch_size: int = 128, seed: int = 0, device: torch.device | str | None = None,
                     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-                    progress: bool = True) -> History:
+                    patience: int | None = None, progress: bool = True) -> History:
     """Train ``student`` on ``(x, y)`` with Adam, distilling from ``teacher``.
 
     The teacher is put in eval mode and its parameters are frozen (``requires_grad=False``).
@@ -107,8 +107,12 @@ def train_distilled(student: nn.Module, teacher: nn.Module | None, x: torch.Tens
     (e.g. :func:`random_shift`): the teacher labels exactly the view the student is trained on
     ("consistent teaching", Beyer et al., 2022), and the baseline gets the same augmentation.
 
+    ``patience`` trains to convergence: ``epochs`` is then the most, and training stops when
+    the training loss has not fallen for ``patience`` epochs (:class:`~mlcourse.training.LossPlateau`).
+
     Returns:
-        The :class:`~mlcourse.training.History`: ``epoch`` and ``loss`` (mean training loss).
+        The :class:`~mlcourse.training.History`: ``epoch`` and ``loss`` (mean training loss);
+        ``stopped`` is ``"converged"`` or ``"budget"``.
     """
     if len(x) != len(y):
         raise ValueError(f"{len(x)} inputs but {len(y)} labels")
@@ -149,6 +153,12 @@ def train_distilled(student: nn.Module, teacher: nn.Module | None, x: torch.Tens
                 t_out = teacher(xb)
         return distillation_loss(out, t_out, yb, temperature, alpha)
 
+    rule, early = LossPlateau(patience), False
     for epoch in tqdm(range(epochs), desc="distilling" if alpha > 0 else "training", disable=not progress):
-        history.log(epoch=epoch + 1, loss=train_epoch(opt, loader, loss_of))
+        loss = train_epoch(opt, loader, loss_of)
+        history.log(epoch=epoch + 1, loss=loss)
+        if rule.update(loss):
+            early = True
+            break
+    history.stopped = rule.verdict(early)
     return history

@@ -29,7 +29,7 @@ from torch import nn
 from ..device import get_device
 from ..evaluation import accuracy
 from ..progress import tqdm
-from ..training import History, train_epoch
+from ..training import History, LossPlateau, train_epoch
 
 __all__ = ["GradientReversal", "grad_reverse", "dann_lambda", "coral_loss", "mmd_loss", "coral_transform",
            "DomainAdaptationNet", "train_domain_adaptation", "METHODS"]
@@ -164,6 +164,7 @@ class DomainAdaptationNet(nn.Module):
 def train_domain_adaptation(model: DomainAdaptationNet, method: str, xs: torch.Tensor, ys: torch.Tensor,
                             xt: torch.Tensor, yt: torch.Tensor | None = None, *, epochs: int = 30,
                             batch_size: int = 128, lr: float = 1e-3, weight: float = 1.0, seed: int = 0,
+                            eval_data: tuple[torch.Tensor, torch.Tensor] | None = None, patience: int | None = None,
                             device: torch.device | str | None = None, progress: bool = True) -> History:
     """Train ``model`` on labelled source data and unlabelled target data.
 
@@ -175,9 +176,18 @@ def train_domain_adaptation(model: DomainAdaptationNet, method: str, xs: torch.T
         xt: Target inputs ``(n_t, d)``; their labels are never used for training, except by
             ``method="target"``.
         yt: Target labels, used only to report ``target_acc`` per epoch (and by ``"target"``).
+        eval_data: Held-out labelled target data ``(x, y)`` on which ``target_acc`` is measured
+            (default: ``xt, yt``). Required by ``"target"``: an upper bound measured on the
+            images it trained on would be training accuracy, so images shared with ``xt``
+            raise a ``ValueError``.
         epochs: Passes over the source data; each source batch is paired with a target batch.
         weight: Weight of the alignment loss (the final ``lambda`` for DANN, reached with
             :func:`dann_lambda`; a constant for CORAL and MMD).
+        patience: Train to convergence: ``epochs`` is then the most, and training stops when
+            the classification loss on the source has not fallen for ``patience`` epochs
+            (:class:`~mlcourse.training.LossPlateau`; no target label decides it). DANN
+            runs its ``lambda`` schedule over all ``epochs``: it is *converged* when its loss
+            stopped falling at some point of it (it does not stop early).
 
     Returns:
         The :class:`~mlcourse.training.History`, per epoch: ``epoch``, ``class_loss``,
@@ -188,6 +198,13 @@ def train_domain_adaptation(model: DomainAdaptationNet, method: str, xs: torch.T
     if method == "target":
         if yt is None:
             raise ValueError("method='target' trains on the target labels: pass yt")
+        if eval_data is None:
+            raise ValueError("method='target' is an upper bound only on target images it did not train on: "
+                             "pass eval_data=(x_test, y_test), held out from xt")
+        shared = _shared_rows(xt, eval_data[0])
+        if shared:
+            raise ValueError(f"{shared} of the {len(eval_data[0])} evaluation images are also training images (xt): "
+                             "hold them out (e.g. mlcourse.data.base.split_per_class)")
         xs, ys = xt, yt
     if len(xs) != len(ys):
         raise ValueError(f"{len(xs)} source inputs but {len(ys)} labels")
@@ -195,6 +212,7 @@ def train_domain_adaptation(model: DomainAdaptationNet, method: str, xs: torch.T
     model.to(device).train()
     xs, ys, xt = xs.to(device), ys.to(device), xt.to(device)
     yt = None if yt is None else yt.to(device)
+    x_eval, y_eval = (xt, yt) if eval_data is None else (eval_data[0].to(device), eval_data[1].to(device))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = max(1, math.ceil(len(xs) / batch_size))
@@ -224,11 +242,23 @@ def train_domain_adaptation(model: DomainAdaptationNet, method: str, xs: torch.T
         step += 1
         return loss
 
+    rule, early = LossPlateau(patience), False
     for epoch in tqdm(range(epochs), desc=method, disable=not progress):
         order = torch.randperm(len(xs), generator=gen).to(device)
         c_sum = a_sum = 0.0
         train_epoch(opt, [(order[i * batch_size:(i + 1) * batch_size],) for i in range(steps_per_epoch)], loss_of)
         history.log(epoch=epoch + 1, class_loss=c_sum / steps_per_epoch, align_loss=a_sum / steps_per_epoch,
                     source_acc=accuracy(model, xs, ys),
-                    target_acc=accuracy(model, xt, yt) if yt is not None else float("nan"))
+                    target_acc=accuracy(model, x_eval, y_eval) if y_eval is not None else float("nan"))
+        if rule.update(c_sum / steps_per_epoch):
+            early = True
+            if method != "dann":  # DANN runs its lambda schedule to the end
+                break
+    history.stopped = rule.verdict(early)
     return history
+
+
+def _shared_rows(a: torch.Tensor, b: torch.Tensor) -> int:
+    """How many rows of ``b`` are also rows of ``a`` (exact copies)."""
+    seen = {row.tobytes() for row in a.detach().cpu().reshape(len(a), -1).numpy()}
+    return sum(row.tobytes() in seen for row in b.detach().cpu().reshape(len(b), -1).numpy())

@@ -34,13 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from ..device import get_device
-from ..evaluation import accuracy, eval_mode
+from ..evaluation import accuracy, correct, eval_mode
 from ..progress import tqdm
-from ..training import History, train_epoch
+from ..training import History, LossPlateau, train_epoch
 
 __all__ = ["TransferNet", "layer_groups", "freeze", "unfreeze", "frozen_groups", "train_mode", "reinit_head",
            "param_groups", "fine_tune", "extract_features", "linear_probe",
-           "torchvision_backbone", "count_parameters", "clone", "reinitialise",
+           "torchvision_backbone", "count_parameters", "clone", "reinitialise", "transfer_correct",
+           "block_probe", "choose_probe_block", "choose_probe",
            "STRATEGIES", "transfer_accuracy"]
 
 
@@ -206,7 +207,8 @@ def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int
               decay: float = 1.0, head_lr: float | None = None, gradual: bool = False,
               weight_decay: float = 0.0, batch_size: int = 64,
               eval_data: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
-              device: torch.device | str | None = None, progress: bool = True) -> History:
+              patience: int | None = None, device: torch.device | str | None = None,
+              progress: bool = True) -> History:
     """Train ``model`` with Adam and cross-entropy, respecting what is frozen.
 
     Args:
@@ -218,6 +220,9 @@ def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int
             trainable now, each later epoch unfreezes one more group below it.
         eval_data: ``(x, y)`` to measure accuracy on after every epoch.
         seed: Seeds the batch order.
+        patience: Train to convergence: ``epochs`` is then the most, and training stops when
+            the training loss has not fallen for ``patience`` epochs
+            (:class:`~mlcourse.training.LossPlateau`); ``history.stopped`` says which ended it.
 
     Training from scratch and pre-training are the same call on a fresh model.
 
@@ -242,6 +247,7 @@ def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int
                         generator=torch.Generator().manual_seed(seed))
     history = History()
     opt = None
+    rule, early = LossPlateau(patience), False
     for epoch in tqdm(range(epochs), desc="fine-tuning", disable=not progress):
         if gradual and epoch > 0 and epoch < len(schedule):
             unfreeze(model, [schedule[-1 - epoch]])
@@ -253,6 +259,10 @@ def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int
         history.log(epoch=epoch + 1, loss=loss, trainable=[n for n, _ in groups if n not in frozen_groups(model)])
         if eval_data is not None:
             history.log(eval_acc=accuracy(model, *eval_data, batch_size=256, device=device))
+        if rule.update(loss) and not (gradual and epoch + 1 < len(schedule)):
+            early = True
+            break
+    history.stopped = rule.verdict(early)
     model.eval()
     return history
 
@@ -368,6 +378,40 @@ STRATEGIES = {"linear_svm": "linear SVM", "head_only": "head only", "fine_tune_a
 """The ways of using a source model for a target task, by identifier, with the label for tables and plots."""
 
 
+def transfer_correct(strategy: str, source: TransferNet, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
+                     y_test: torch.Tensor, *, n_classes: int, epochs: int = 20, lr: float = 1e-3, decay: float = 1.0,
+                     head_lr: float | None = None, freeze_depth: int = 0, seed: int = 0, batch_size: int = 64,
+                     patience: int | None = None, device: torch.device | str | None = None) -> np.ndarray:
+    """Whether each test image is classified right by one way of using a pre-trained ``source`` model.
+
+    Arguments as :func:`transfer_accuracy`, which is the mean of this array; ``patience``
+    trains to convergence (``epochs`` is then the most, see :func:`fine_tune`). Two
+    strategies scored on the same test images are compared image by image (a paired test).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
+    y_max = int(max(y.max(), y_test.max()))
+    if y_max >= n_classes:
+        raise ValueError(f"labels go up to {y_max} but n_classes={n_classes}")
+    if strategy == "linear_svm":
+        train_codes = extract_features(source.backbone, x, device=device)
+        test_codes = extract_features(source.backbone, x_test, device=device)
+        _, pipe = linear_probe(train_codes, y.numpy(), test_codes, y_test.numpy(), kind="svm", C=0.1)
+        return pipe.predict(test_codes) == y_test.numpy()
+    model = clone(source)
+    if strategy == "from_scratch":
+        reinitialise(model, seed)
+    unfreeze(model)
+    reinit_head(model, n_classes, seed=seed)
+    if strategy == "head_only":
+        freeze(model, len(layer_groups(model)) - 1)
+    elif freeze_depth:
+        freeze(model, freeze_depth)
+    fine_tune(model, x, y, epochs=epochs, lr=lr, decay=decay, head_lr=head_lr, batch_size=batch_size, seed=seed,
+              patience=patience, device=device, progress=False)
+    return correct(model, x_test, y_test, batch_size=256, device=device)
+
+
 def transfer_accuracy(strategy: str, source: TransferNet, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
                       y_test: torch.Tensor, *, n_classes: int, epochs: int = 20, lr: float = 1e-3, decay: float = 1.0,
                       head_lr: float | None = None, freeze_depth: int = 0, seed: int = 0, batch_size: int = 64,
@@ -388,24 +432,70 @@ def transfer_accuracy(strategy: str, source: TransferNet, x: torch.Tensor, y: to
             lower layers smaller learning rates; ``head_lr`` is the rate of the new head).
         seed: Seeds the new head (or the whole network from scratch) and the batch order.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
-    y_max = int(max(y.max(), y_test.max()))
-    if y_max >= n_classes:
-        raise ValueError(f"labels go up to {y_max} but n_classes={n_classes}")
-    if strategy == "linear_svm":
-        train_codes = extract_features(source.backbone, x, device=device)
-        test_codes = extract_features(source.backbone, x_test, device=device)
-        return linear_probe(train_codes, y.numpy(), test_codes, y_test.numpy(), kind="svm", C=0.1)[0]
-    model = clone(source)
-    if strategy == "from_scratch":
-        reinitialise(model, seed)
-    unfreeze(model)
-    reinit_head(model, n_classes, seed=seed)
-    if strategy == "head_only":
-        freeze(model, len(layer_groups(model)) - 1)
-    elif freeze_depth:
-        freeze(model, freeze_depth)
-    fine_tune(model, x, y, epochs=epochs, lr=lr, decay=decay, head_lr=head_lr, batch_size=batch_size, seed=seed,
-              device=device, progress=False)
-    return accuracy(model, x_test, y_test, batch_size=256, device=device)
+    return float(transfer_correct(strategy, source, x, y, x_test, y_test, n_classes=n_classes, epochs=epochs, lr=lr,
+                                  decay=decay, head_lr=head_lr, freeze_depth=freeze_depth, seed=seed,
+                                  batch_size=batch_size, device=device).mean())
+
+
+def block_probe(source: TransferNet, k: int, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
+                y_test: torch.Tensor, *, C: float = 0.1, device: torch.device | str | None = None) -> np.ndarray:
+    """A linear SVM on the codes after the first ``k`` conv blocks of the frozen ``source``: per test image, right or not.
+
+    The guide's advice for a small target unlike the source: the early layers hold more
+    generic features than the last one.
+    """
+    cut = _first_blocks(source, k)
+    train_codes, test_codes = extract_features(cut, x, device=device), extract_features(cut, x_test, device=device)
+    _, pipe = linear_probe(train_codes, y.numpy(), test_codes, y_test.numpy(), kind="svm", C=C)
+    return pipe.predict(test_codes) == y_test.numpy()
+
+
+def choose_probe_block(source: TransferNet, x: torch.Tensor, y: torch.Tensor, blocks: Sequence[int] = (1, 2, 3, 4), *,
+                       C: float = 0.1, device: torch.device | str | None = None) -> tuple[int, dict[int, float]]:
+    """The block of :func:`block_probe` chosen by cross-validation on the *training* images alone.
+
+    Returns:
+        ``(best block, {block: mean cross-validated accuracy})``; ties go to the later block.
+    """
+    block, _, scores = choose_probe(source, x, y, blocks, Cs=(C,), device=device)
+    return block, {k: v for (k, _), v in scores.items()}
+
+
+def choose_probe(source: TransferNet, x: torch.Tensor, y: torch.Tensor, blocks: Sequence[int] = (1, 2, 3, 4),
+                 Cs: Sequence[float] = (0.01, 0.1, 1.0), *, device: torch.device | str | None = None
+                 ) -> tuple[int, float, dict[tuple[int, float], float]]:
+    """The block and the SVM's ``C`` of :func:`block_probe`, chosen together by cross-validation on the training images.
+
+    Up to 3 folds (fewer when a class has fewer images). Ties go to the later block, then to
+    the earlier ``C`` of ``Cs``.
+
+    Returns:
+        ``(block, C, {(block, C): mean cross-validated accuracy})``.
+    """
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    folds = min(3, int(np.bincount(y.numpy()).min()))
+    if folds < 2:
+        raise ValueError("choosing a block by cross-validation needs at least 2 training images per class")
+    if not blocks or not Cs:
+        raise ValueError(f"need at least one block and one C, got blocks={list(blocks)}, Cs={list(Cs)}")
+    scores = {}
+    for k in blocks:
+        codes = extract_features(_first_blocks(source, k), x, device=device)
+        for c in Cs:
+            scores[k, c] = float(cross_val_score(make_pipeline(StandardScaler(), LinearSVC(C=c, max_iter=5000)), codes,
+                                                 y.numpy(), cv=folds).mean())
+    order = {c: i for i, c in enumerate(Cs)}
+    block, c = max(scores, key=lambda kc: (scores[kc], kc[0], -order[kc[1]]))
+    return block, c, scores
+
+
+def _first_blocks(source: TransferNet, k: int) -> nn.Module:
+    encoder = getattr(source.backbone, "encoder", None)
+    if encoder is None or not 1 <= k <= len(encoder):
+        raise ValueError(f"block_probe needs a Conv4-style backbone with an .encoder of blocks and 1 <= k <= its length; "
+                         f"got k={k}")
+    return encoder[:k]

@@ -7,7 +7,8 @@ import torch
 
 from mlcourse.data import FontGlot
 from mlcourse.data import fontglot as fg
-from mlcourse.data.glyphs import render_glyph, script_of, usable_fonts
+from mlcourse.data import glyphs
+from mlcourse.data.glyphs import COURSE_FONTS, COURSE_FONTS_DIGEST, fonts_digest, render_glyph, script_of, usable_fonts
 
 
 def test_render_glyph_fills_box_and_has_holes():
@@ -113,3 +114,38 @@ def test_subset_classes_renumbers_and_keeps_images(tiny_eval):
     assert torch.equal(sub.images[sub.targets == 3], tiny_eval.images[torch.as_tensor(tiny_eval.targets == original)])
     with pytest.raises(ValueError, match="between 1 and"):
         tiny_eval.subset_classes(10_000)
+
+
+def test_course_fonts_are_the_reference_fonts():
+    """The fonts found here are, byte for byte, those the shipped results were measured on."""
+    fonts = usable_fonts()
+    assert [f.name for f in fonts] == list(COURSE_FONTS)
+    assert fonts_digest(fonts) == COURSE_FONTS_DIGEST
+
+
+def test_a_font_matplotlib_lacks_comes_from_mlcourse(tmp_path, monkeypatch):
+    """On a matplotlib without cmti10 (before 3.11) the builds still use the same 22 files."""
+    for f in usable_fonts():
+        if f.name != "cmti10.ttf":
+            (tmp_path / f.name).symlink_to(f)
+    monkeypatch.setattr(glyphs, "font_dir", lambda: tmp_path)
+    usable_fonts.cache_clear()
+    try:
+        fonts = usable_fonts()
+        assert fonts[COURSE_FONTS.index("cmti10.ttf")].parent.name == "fonts"
+        assert fonts_digest(fonts) == COURSE_FONTS_DIGEST
+        (tmp_path / "cmr10.ttf").unlink()
+        (tmp_path / "cmr10.ttf").write_bytes(b"not the reference font")
+        usable_fonts.cache_clear()
+        with pytest.warns(UserWarning, match="shipped results will not reproduce"):
+            usable_fonts()
+        (tmp_path / "cmr10.ttf").unlink()
+        with pytest.raises(FileNotFoundError, match="cmr10.ttf"):
+            glyphs.font_path("cmr10.ttf")
+    finally:
+        usable_fonts.cache_clear()
+
+
+def test_a_preset_with_a_font_outside_the_course_fonts_is_refused():
+    with pytest.raises(ValueError, match="not among the course's fonts"):
+        fg.build_fontglot(fg.FontGlotSettings(fonts=("Arial.ttf",)), progress=False)

@@ -99,9 +99,10 @@ def test_domain_adaptation_runs_and_errors(digits):
     Xs, ys, Xt, yt = digits
     xs, xt = torch.tensor(Xs[:256] / 16), torch.tensor(Xt[:256] / 16)
     ys_t, yt_t = torch.tensor(ys[:256]), torch.tensor(yt[:256])
+    held_out = (torch.tensor(Xt[256:400] / 16).float(), torch.tensor(yt[256:400]))
     for method in ("source_only", "dann", "coral", "mmd", "target"):
         hist = train_domain_adaptation(DomainAdaptationNet().float(), method, xs.float(), ys_t, xt.float(), yt_t,
-                                       epochs=1, progress=False)
+                                       epochs=1, eval_data=held_out, progress=False)
         assert len(hist.target_acc) == 1 and 0 <= hist.target_acc[0] <= 1
         assert hist.epoch == [1] and 0 <= hist.source_acc[0] <= 1 and np.isfinite(hist.class_loss[0])
         assert (hist.align_loss[0] == 0) == (method in ("source_only", "target"))
@@ -112,6 +113,22 @@ def test_domain_adaptation_runs_and_errors(digits):
         train_domain_adaptation(DomainAdaptationNet(), "magic", xs, ys_t, xt)
     with pytest.raises(ValueError, match="pass yt"):
         train_domain_adaptation(DomainAdaptationNet(), "target", xs, ys_t, xt)
+
+
+def test_the_target_upper_bound_is_measured_on_held_out_target_images(digits):
+    """A bound that trains on its own test images (training accuracy) is refused; a held-out one is accepted."""
+    Xs, ys, Xt, yt = digits
+    xs, xt, ys_t, yt_t = (torch.tensor(a[:300]).float() for a in (Xs / 16, Xt / 16, ys, yt))
+    ys_t, yt_t = ys_t.long(), yt_t.long()
+    with pytest.raises(ValueError, match="pass eval_data"):
+        train_domain_adaptation(DomainAdaptationNet().float(), "target", xs, ys_t, xt, yt_t, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="also training images"):
+        train_domain_adaptation(DomainAdaptationNet().float(), "target", xs, ys_t, xt, yt_t, epochs=1,
+                                eval_data=(xt[:50], yt_t[:50]), progress=False)
+    held_out = (torch.tensor(Xt[300:450] / 16).float(), torch.tensor(yt[300:450]).long())
+    hist = train_domain_adaptation(DomainAdaptationNet().float(), "target", xs, ys_t, xt, yt_t, epochs=1,
+                                   eval_data=held_out, progress=False)
+    assert 0 <= hist.target_acc[0] <= 1
 
 
 @pytest.mark.slow

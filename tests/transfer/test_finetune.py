@@ -6,8 +6,8 @@ from torch import nn
 
 from mlcourse.backbones import Conv4
 from mlcourse.evaluation import accuracy
-from mlcourse.transfer.finetune import (TransferNet, extract_features, fine_tune, freeze, frozen_groups,
-                                        layer_groups, linear_probe, param_groups, reinit_head,
+from mlcourse.transfer.finetune import (TransferNet, choose_probe, choose_probe_block, extract_features, fine_tune,
+                                        freeze, frozen_groups, layer_groups, linear_probe, param_groups, reinit_head,
                                         torchvision_backbone, train_mode, unfreeze)
 from mlcourse.training import History
 
@@ -174,3 +174,37 @@ def test_head_learning_rate_and_transfer_strategies_leave_the_source_untouched()
         transfer_accuracy("head only", net, x, y, x, y, n_classes=3)  # a label, not an identifier
     with pytest.raises(ValueError, match="n_classes"):
         transfer_accuracy("head_only", net, x, y, x, y, n_classes=2)
+
+
+def test_choose_probe_picks_a_block_and_C_from_training_images_only(monkeypatch):
+    from mlcourse.transfer import finetune
+
+    seen = []
+    real = finetune.extract_features
+    monkeypatch.setattr(finetune, "extract_features", lambda net, x, **kw: seen.append(len(x)) or real(net, x, **kw))
+    torch.manual_seed(0)
+    source = TransferNet(Conv4(hidden=8), 8, 3)
+    x = torch.rand(18, 1, 28, 28)
+    y = torch.arange(3).repeat_interleave(6)
+    x[y == 1] += 0.5  # class 1 is brighter: some block separates it
+    block, c, scores = choose_probe(source, x, y, (2, 4), Cs=(0.1, 1.0))
+    assert set(scores) == {(2, 0.1), (2, 1.0), (4, 0.1), (4, 1.0)} and scores[block, c] == max(scores.values())
+    assert seen == [18, 18]  # one pass per block, over the 18 training images and nothing else
+    best_block, by_block = choose_probe_block(source, x, y, (2, 4), C=0.1)
+    assert set(by_block) == {2, 4} and by_block[2] == scores[2, 0.1]
+    with pytest.raises(ValueError, match="at least 2 training images per class"):
+        choose_probe(source, x[:7], y[:7])
+
+
+def test_the_validation_split_holds_out_part_of_every_class():
+    from mlcourse.experiments.studies import validation_split
+
+    y = torch.tensor([0] * 3 + [1] * 10 + [2] * 15)
+    fit, val = validation_split(y, 1 / 3)
+    assert len(np.intersect1d(fit, val)) == 0 and len(fit) + len(val) == len(y)
+    assert [int((y[val] == c).sum()) for c in range(3)] == [1, 3, 5]
+    assert set(y[fit].tolist()) == {0, 1, 2}
+    again = validation_split(y, 1 / 3)
+    assert np.array_equal(again[0], fit) and np.array_equal(again[1], val)  # fixed, whatever the training seed
+    with pytest.raises(ValueError, match="at least 2 are needed"):
+        validation_split(torch.tensor([0, 1, 1]), 1 / 3)

@@ -1,0 +1,301 @@
+"""The claims ledger: every claim the course tests, its measurement from the shipped records, a verdict.
+
+A verdict is one of:
+
+- ``holds`` / ``does not hold``: at least 3 training seeds, every run stopped by the stopping
+  rule (not by its budget), and the difference is on the same side of zero (of the margin,
+  for a claim of no difference) in every seed's paired interval *and* in the interval over
+  seeds (a t interval of the per-seed differences);
+- ``not settled at this budget``: anything less: fewer seeds, a run that hit its budget,
+  or intervals that do not decide;
+- ``not measured yet``: no full-budget record of a spec the claim needs (``mlcourse train``).
+
+The measured difference is reported either way, with both intervals: over the test episodes
+(per seed) and over training seeds.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from ..evaluation import paired_difference
+from .records import load_records, test_result
+from .specs import SPECS
+
+__all__ = ["Claim", "Verdict", "CLAIMS", "PAPERS", "verdicts", "ledger_html", "papers_html", "compare", "compare_specs",
+           "SeedSummary", "seed_summary", "results_table", "claims_of", "current_records"]
+
+HOLDS, FAILS, OPEN, MISSING = "holds", "does not hold", "not settled at this budget", "not measured yet"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A claim's verdict with what was measured.
+
+    Attributes:
+        verdict: ``holds``, ``does not hold``, ``not settled at this budget`` or ``not measured yet``.
+        difference: Mean over seeds of the measured difference (accuracy, in [−1, 1]), or ``nan``.
+        seed_half_width: Half-width of the 95% t interval over seeds (``nan`` with one seed).
+        per_seed: ``(difference, half-width over test episodes)`` of each seed.
+        converged: Whether every run involved stopped by its stopping rule.
+        why: One sentence on how the verdict was reached.
+    """
+
+    verdict: str
+    difference: float
+    seed_half_width: float
+    per_seed: tuple[tuple[float, float], ...]
+    converged: bool
+    why: str
+
+    def measured(self) -> str:
+        """The measurement in words (points of accuracy)."""
+        if not self.per_seed:
+            return self.why
+        seeds = ", ".join(f"{100 * d:+.1f} ± {100 * h:.1f}" for d, h in self.per_seed)
+        over = f" ± {100 * self.seed_half_width:.1f} over seeds" if np.isfinite(self.seed_half_width) else ""
+        return f"{100 * self.difference:+.1f}{over} (per seed: {seeds})"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the course's sources and how the records test it.
+
+    Attributes:
+        text: The claim, in words.
+        source: Who makes it.
+        chapter: The lecture that teaches it.
+        a, b: Specs compared (``b`` is ``a`` for a comparison between two tests of one spec).
+        tests: Test names; ``test_b`` (default the same) is ``b``'s test.
+        kind: ``"greater"`` (a > b) or ``"equal"`` (``|a - b|`` within ``margin``).
+        margin: Accuracy margin of an ``"equal"`` claim.
+        test_b: The test of ``b`` when it differs from ``a``'s (e.g. 20-way against 5-way).
+    """
+
+    text: str
+    source: str
+    chapter: int
+    a: str | None
+    b: str | None
+    tests: tuple[str, ...] = ("5-way 1-shot",)
+    kind: str = "greater"
+    margin: float = 0.02
+    test_b: tuple[str, ...] | None = None
+    note: str = ""
+
+
+def current_records(name: str, *, root: str | Path | None = None, dataset: str | None = None) -> list[dict]:
+    """The full-budget records of spec or study ``name`` made with its current settings (same fingerprint).
+
+    A record made with other settings measures another experiment: the ledger never counts it.
+    """
+    from .studies import STUDIES
+
+    fingerprint = (SPECS.get(name) or STUDIES[name]).fingerprint()
+    return [r for r in load_records(name, root=root, dataset=dataset) if r.get("fingerprint") == fingerprint]
+
+
+def compare(claim: Claim, *, root: str | Path | None = None, dataset: str | None = None) -> Verdict:
+    """The verdict of ``claim`` from the records under ``root``."""
+    if claim.a is None:
+        return Verdict(MISSING, float("nan"), float("nan"), (), False, claim.note or "no spec measures it yet")
+    ra, rb = (current_records(s, root=root, dataset=dataset) for s in (claim.a, claim.b))
+    if not ra or not rb:
+        missing = claim.a if not ra else claim.b
+        return Verdict(MISSING, float("nan"), float("nan"), (), False,
+                       f"no record of {missing} made with its current settings yet: `mlcourse train {missing}`")
+    by_seed_b = {r["seed"]: r for r in rb}
+    pairs = [(r, by_seed_b[r["seed"]]) for r in ra if r["seed"] in by_seed_b]
+    tests_b = claim.test_b or claim.tests
+    per_test: list[list[tuple[float, float]]] = []
+    for ta, tb in zip(claim.tests, tests_b):
+        rows = []
+        for x, y in pairs:
+            a, b = test_result(x, ta), test_result(y, tb)
+            if (a.seed, a.shape) != (b.seed, b.shape):  # two tests of one model: other episodes, independent
+                rows.append((a.mean - b.mean, float(np.hypot(a.half_width, b.half_width))))
+            else:
+                d = paired_difference(a, b)
+                rows.append((d.mean, d.half_width))
+        per_test.append(rows)
+    converged = all(r["training"]["stopped"] == "converged" for pair in pairs for r in pair)
+    n = len(pairs)
+    verdicts_per_test, summaries = [], []
+    for rows in per_test:
+        diffs = np.array([d for d, _ in rows])
+        mean = float(diffs.mean())
+        seed_hw = float(stats.t.ppf(0.975, n - 1) * diffs.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+        summaries.append((mean, seed_hw, tuple(rows)))
+        if claim.kind == "greater":
+            lo_ok = all(d - h > 0 for d, h in rows) and n > 1 and mean - seed_hw > 0
+            hi_ok = all(d + h < 0 for d, h in rows) and n > 1 and mean + seed_hw < 0
+        else:
+            m = claim.margin
+            lo_ok = all(abs(d) + h < m for d, h in rows) and n > 1 and abs(mean) + seed_hw < m
+            hi_ok = all(abs(d) - h > m for d, h in rows) and n > 1 and abs(mean) - seed_hw > m
+        verdicts_per_test.append(HOLDS if lo_ok else FAILS if hi_ok else OPEN)
+    mean, seed_hw, rows = summaries[0]
+    if n < 3:
+        return Verdict(OPEN, mean, seed_hw, rows, converged, f"{n} seed(s) measured: 3 are needed")
+    if not converged:
+        budget = [f"{r['spec']} seed {r['seed']}" for pair in pairs for r in pair
+                  if r["training"]["stopped"] != "converged"]
+        return Verdict(OPEN, mean, seed_hw, rows, converged,
+                       f"still improving when the budget ran out: {', '.join(budget)}")
+    if len(set(verdicts_per_test)) == 1 and verdicts_per_test[0] != OPEN:
+        how = "every seed and the seed interval agree" + (f" at {', '.join(claim.tests)}" if len(claim.tests) > 1
+                                                          else "")
+        return Verdict(verdicts_per_test[0], mean, seed_hw, rows, converged, how)
+    return Verdict(OPEN, mean, seed_hw, rows, converged, "the intervals do not decide: "
+                   + "; ".join(f"{t}: {v}" for t, v in zip(claim.tests, verdicts_per_test)))
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("More ways lower accuracy (5-way vs 20-way, 1-shot)", "all few-shot benchmarks", 2,
+          "protonet-1shot", "protonet-1shot", ("5-way 1-shot",), test_b=("20-way 1-shot",)),
+    Claim("More shots raise accuracy (5-shot vs 1-shot, 5-way)", "all few-shot benchmarks", 2,
+          "protonet-1shot", "protonet-1shot", ("5-way 5-shot",), test_b=("5-way 1-shot",)),
+    Claim("More training classes help (all background classes vs 30)", "Snell et al. 2017; the course's sources", 2,
+          "protonet-1shot", "protonet-30classes"),
+    Claim("ProtoNet beats the Siamese network at 5-way 1-shot", "Snell et al. 2017", 2,
+          "protonet-1shot", "siamese-1shot"),
+    Claim("Training at the test shot helps ProtoNet at 5 shots", "Snell et al. 2017 (trained at the test shot)", 2,
+          "protonet-5shot", "protonet-1shot", ("5-way 5-shot",)),
+    Claim("First-order MAML costs no accuracy (1 inner step; margin 2 points)", "Finn et al. 2017", 3,
+          "fomaml-1step", "maml-1step", ("5-way 1-shot", "5-way 5-shot"), kind="equal"),
+    Claim("First-order MAML costs no accuracy (5 inner steps; margin 2 points)", "Finn et al. 2017", 3,
+          "fomaml-5step", "maml-5step", ("5-way 1-shot", "5-way 5-shot"), kind="equal"),
+    Claim("Feedforward + average beats an LSTM when order does not matter", "the course's sources (CS330)", 4,
+          "averaging", "lstm", ("5-way 1-shot", "5-way 5-shot")),
+    Claim("Feedforward + average beats an LSTM on one shared, frozen encoder (ProtoNet's)",
+          "the course's sources (CS330)", 4, "averaging-pretrained", "lstm-pretrained", ("5-way 1-shot", "5-way 5-shot")),
+    Claim("A pre-trained encoder lifts the averaging learner above learning its own",
+          "Garnelo et al. 2018; the course's sources", 4, "averaging-pretrained", "averaging",
+          ("5-way 1-shot", "5-way 5-shot")),
+    Claim("A distilled student beats one trained from scratch", "Hinton et al. 2015", 7,
+          "distillation", "distillation", ("distilled",), test_b=("scratch",)),
+    Claim("Four cases, small and similar: a linear classifier on the frozen top layer beats fine-tuning all",
+          "CS231n transfer-learning notes", 6, "transfer-cases", "transfer-cases",
+          ("similar, small: linear_svm",), test_b=("similar, small: fine_tune_all",)),
+    Claim("Four cases, large and similar: fine-tuning all beats a linear classifier on the top layer",
+          "CS231n transfer-learning notes", 6, "transfer-cases", "transfer-cases",
+          ("similar, large: fine_tune_all",), test_b=("similar, large: linear_svm",)),
+    Claim("Four cases, small and different: a linear classifier on an earlier layer beats one on the top layer",
+          "CS231n transfer-learning notes", 6, "transfer-cases", "transfer-cases",
+          ("different, small: block_probe",), test_b=("different, small: linear_svm",)),
+    Claim("Four cases, large and different: fine-tuning from the source beats training from scratch",
+          "CS231n transfer-learning notes", 6, "transfer-cases", "transfer-cases",
+          ("different, large: fine_tune_all",), test_b=("different, large: from_scratch",)),
+    Claim("Domain adaptation helps: DANN beats source-only on the unlabelled target", "Ganin et al. 2016", 8,
+          "domain-digits", "domain-digits", ("dann",), test_b=("source_only",)),
+    Claim("Domain adaptation helps: Deep CORAL beats source-only", "Sun and Saenko 2016", 8,
+          "domain-digits", "domain-digits", ("coral",), test_b=("source_only",)),
+    Claim("Domain adaptation helps: MMD alignment beats source-only", "Long et al. 2015", 8,
+          "domain-digits", "domain-digits", ("mmd",), test_b=("source_only",)),
+)
+
+# Headline numbers of the papers, on Omniglot (Lake et al.'s split with rotations), for comparison.
+PAPERS: tuple[tuple[str, str, str, dict[str, float]], ...] = (
+    ("ProtoNet", "Snell et al. 2017, Table 1", "protonet-1shot",
+     {"5-way 1-shot": 98.8, "5-way 5-shot": 99.7, "20-way 1-shot": 96.0, "20-way 5-shot": 98.9}),
+    ("Relation Network", "Sung et al. 2018, Table 1", "relation-1shot",
+     {"5-way 1-shot": 99.6, "5-way 5-shot": 99.8}),
+    ("MAML (second order)", "Finn et al. 2017, Table 1", "maml-1step",
+     {"5-way 1-shot": 98.7, "5-way 5-shot": 99.9}),
+    ("first-order MAML", "Finn et al. 2017, Table 1", "fomaml-1step", {"5-way 1-shot": 98.3, "5-way 5-shot": 99.2}),
+    ("Reptile", "Nichol et al. 2018, Table 1 (non-transductive)", "reptile-1shot",
+     {"5-way 1-shot": 95.39, "5-way 5-shot": 98.90}),
+    ("MANN", "Santoro et al. 2016, as reported by Garnelo et al. 2018", "lstm",
+     {"5-way 1-shot": 82.8, "5-way 5-shot": 94.9}),
+    ("CNP (feedforward + average)", "Garnelo et al. 2018, Table 2", "averaging",
+     {"5-way 1-shot": 95.3, "5-way 5-shot": 98.5}),
+)
+
+
+def verdicts(*, root: str | Path | None = None, dataset: str | None = None) -> list[tuple[Claim, Verdict]]:
+    """Every claim of ``CLAIMS`` with its verdict from the records."""
+    return [(c, compare(c, root=root, dataset=dataset)) for c in CLAIMS]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def ledger_html(*, root: str | Path | None = None, dataset: str | None = None) -> str:
+    """The ledger as an HTML table: claim, source, lecture, measurement, verdict and why."""
+    rows = [[c.text, c.source, str(c.chapter), v.measured() if v.per_seed else "—", v.verdict, v.why]
+            for c, v in verdicts(root=root, dataset=dataset)]
+    return _table(["claim", "source", "lecture", "measured difference (points, 95%)", "verdict", "why"], rows)
+
+
+def papers_html(*, root: str | Path | None = None, dataset: str | None = None) -> str:
+    """Each paper's headline numbers (Omniglot) beside ours (mean over seeds, with the range over seeds)."""
+    rows = []
+    for method, source, spec, numbers in PAPERS:
+        records = load_records(spec, root=root, dataset=dataset)
+        for test, paper in numbers.items():
+            means = [100 * r["tests"][test]["mean"] for r in records if test in r["tests"]]
+            seeds = f"{len(means)} seed{'s' if len(means) > 1 else ''}"
+            ours = f"{np.mean(means):.1f} ({min(means):.1f}–{max(means):.1f}, {seeds})" if means else "not measured yet"
+            rows.append([method, test, f"{paper:.1f}", ours, SPECS[spec].title, source])
+    return _table(["method", "test", "paper (Omniglot)", "ours", "our spec", "paper's source"], rows)
+
+
+def compare_specs(a: str, b: str, test: str = "5-way 1-shot", *, kind: str = "greater", margin: float = 0.02,
+                  test_b: str | None = None, root: str | Path | None = None, dataset: str | None = None) -> Verdict:
+    """The verdict on "``a`` beats ``b``" (``kind="greater"``) or "they are equal" (``"equal"``) at ``test``."""
+    claim = Claim(f"{a} vs {b}", "", SPECS[a].chapter, a, b, (test,), kind=kind, margin=margin,
+                  test_b=(test_b,) if test_b else None)
+    return compare(claim, root=root, dataset=dataset)
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """One spec's test over its training seeds: mean, 95% t half-width over seeds, per-seed means."""
+
+    mean: float
+    half_width: float
+    per_seed: tuple[float, ...]
+
+    def __str__(self) -> str:
+        spread = f" ± {100 * self.half_width:.1f}" if np.isfinite(self.half_width) else ""
+        n = len(self.per_seed)
+        return f"{100 * self.mean:.1f}{spread} ({n} seed{'s' if n > 1 else ''})"
+
+
+def seed_summary(spec: str, test: str, *, root: str | Path | None = None, dataset: str | None = None
+                 ) -> SeedSummary | None:
+    """Mean over the seeds of ``spec``'s ``test`` with its 95% t interval; ``None`` when not measured."""
+    means = [r["tests"][test]["mean"] for r in current_records(spec, root=root, dataset=dataset) if test in r["tests"]]
+    if not means:
+        return None
+    n = len(means)
+    half = float(stats.t.ppf(0.975, n - 1) * np.std(means, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return SeedSummary(float(np.mean(means)), half, tuple(means))
+
+
+def results_table(rows: dict[str, str], tests: list[str], *, root: str | Path | None = None,
+                  dataset: str | None = None) -> str:
+    """A text table: one row per ``{label: spec}``, one column per test, mean over seeds ± t interval."""
+    width = max(len(label) for label in rows) + 2
+    lines = [" " * width + "".join(f"{t:>24}" for t in tests)]
+    for label, spec in rows.items():
+        cells = [seed_summary(spec, t, root=root, dataset=dataset) for t in tests]
+        lines.append(f"{label:<{width}}" + "".join(f"{str(c) if c else '—':>24}" for c in cells))
+    return "\n".join(lines)
+
+
+def claims_of(chapter: int, *, root: str | Path | None = None, dataset: str | None = None) -> str:
+    """The ledger's claims of one lecture with their verdicts, as text (a lecture prints it)."""
+    lines = [f"The ledger's claims of lecture {chapter} (from the shipped records):"]
+    for claim, verdict in verdicts(root=root, dataset=dataset):
+        if claim.chapter == chapter:
+            lines.append(f"  [{verdict.verdict}] {claim.text}: {verdict.measured() if verdict.per_seed else ''}"
+                         f"{'; ' if verdict.per_seed else ''}{verdict.why}")
+    return "\n".join(lines)
