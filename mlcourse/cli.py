@@ -108,10 +108,15 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"mlcourse train: {err}", file=sys.stderr)
         return 2
+    from .experiments.records import needs_training
+
     if args.list:
         for spec in specs:
             budget = f"{spec.max_steps} steps" if hasattr(spec, "max_steps") else f"{spec.max_epochs} epochs per arm"
             print(f"{spec.name:<20} lecture {spec.chapter}  {spec.title}; seeds {list(spec.seeds)}, at most {budget}")
+            for seed in seeds if seeds is not None else spec.seeds:
+                why = needs_training(spec.name, seed, root=args.out)
+                print(f"{'':<20}   seed {seed}: {'trained, stands' if why is None else 'to train: ' + why}")
         return 0
     if args.threads:
         import torch
@@ -123,6 +128,8 @@ def _train(args: argparse.Namespace) -> int:
     try:
         for spec in specs:
             for seed in seeds if seeds is not None else spec.seeds:
+                if args.stale and needs_training(spec.name, seed, root=args.out) is None:
+                    continue  # its record stands for the spec as it is now
                 run = run_study if isinstance(spec, Study) else train_spec
                 record = run(spec, seed, quick=args.quick, out=args.out, device=args.device, progress=not args.quiet)
                 t = record["training"]
@@ -154,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", metavar="DIR", help="results folder (default: $MLCOURSE_RESULTS or the shipped one)")
     t.add_argument("--quick", action="store_true", help="a few steps per spec: checks the path, measures nothing")
     t.add_argument("--threads", type=int, help="CPU threads for PyTorch")
-    t.add_argument("--list", action="store_true", help="list the selected specs and exit")
+    t.add_argument("--list", action="store_true",
+                   help="list the selected specs and whether each seed's record stands, and exit")
+    t.add_argument("--stale", action="store_true",
+                   help="train only the seeds with no record, or one made with other settings or a smaller budget")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_train)
     g = sub.add_parser("grade", help="autograde a submitted notebook, or a folder of them (a class)",

@@ -92,11 +92,42 @@ def test_select_specs_by_name_chapter_or_all():
         select_specs(["9"])
 
 
-def test_fingerprint_changes_with_the_settings_not_with_the_seeds():
+def test_fingerprint_changes_with_the_settings_not_with_the_seeds_or_the_budget():
     spec = SPECS["maml-1step"]
     from dataclasses import replace
     assert replace(spec, seeds=(5, 6, 7)).fingerprint() == spec.fingerprint()
+    assert replace(spec, max_steps=spec.max_steps * 2).fingerprint() == spec.fingerprint()
     assert replace(spec, outer_lr=2e-3).fingerprint() != spec.fingerprint()
+
+
+def test_a_record_stands_for_a_larger_budget_only_if_it_converged():
+    from dataclasses import replace
+    spec = replace(SPECS["maml-1step"], max_steps=4000)
+    assert spec.budget_problem({"stopped": "converged", "steps": 1750, "max_steps": 3000}) is None
+    assert spec.budget_problem({"stopped": "converged", "steps": 4000, "max_steps": 4000}) is None
+    assert spec.budget_problem({"stopped": "budget", "steps": 4000, "max_steps": 4000}) is None
+    assert "ran out of a budget of 3000" in spec.budget_problem({"stopped": "budget", "steps": 3000,
+                                                                 "max_steps": 3000})
+    assert "over the spec's budget" in spec.budget_problem({"stopped": "converged", "steps": 5000,
+                                                            "max_steps": 6000})  # a budget was lowered
+    assert spec.budget_problem({"stopped": "", "steps": 10, "max_steps": 4000}) is not None  # never finished
+
+
+def test_a_converged_run_does_not_depend_on_its_budget(tiny_course):
+    from mlcourse.data import course_data
+
+    def run(n_steps):
+        torch.manual_seed(0)
+        learner = PrototypicalNetwork(Conv4(hidden=8))
+        history = meta_train(learner, course_data("background"), n_steps=n_steps, n_way=3, k_shot=1, n_query=2,
+                             val_set=course_data("validation"), val_every=2, val_episodes=5, patience=2,
+                             device="cpu", progress=False)
+        return history, learner.state_dict()
+
+    short, short_weights = run(30)
+    long, long_weights = run(300)
+    assert short.stopped == long.stopped == "converged" and short.val_acc == long.val_acc
+    assert all(torch.equal(v, long_weights[k]) for k, v in short_weights.items())
 
 
 def test_train_command_errors_and_list(capsys):
@@ -105,6 +136,26 @@ def test_train_command_errors_and_list(capsys):
     assert main(["train", "3", "--list"]) == 0
     out = capsys.readouterr().out
     assert "maml-1step" in out and "protonet-1shot" not in out
+
+
+def test_train_lists_and_retrains_only_the_seeds_whose_records_do_not_stand(tmp_path, capsys, monkeypatch):
+    rng = np.random.default_rng(0)
+    _write(tmp_path, "siamese-1shot", 0, rng.uniform(0.5, 0.8, 600), stopped="budget", budget=100)
+    _write(tmp_path, "siamese-1shot", 1, rng.uniform(0.5, 0.8, 600))
+    assert main(["train", "siamese-1shot", "--list", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "seed 0: to train: it ran out of a budget of 100 steps" in out
+    assert "seed 1: trained, stands" in out and "seed 2: to train: no record" in out
+    trained = []
+
+    def fake_train(spec, seed, **kw):
+        trained.append(seed)
+        return {"training": {"stopped": "converged", "steps": 1, "seconds": 0.0}, "tests": {}}
+
+    import mlcourse.experiments.runner as runner
+    monkeypatch.setattr(runner, "train_spec", fake_train)
+    assert main(["train", "siamese-1shot", "--stale", "--quiet", "--out", str(tmp_path)]) == 0
+    assert trained == [0, 2]
 
 
 # -- the stopping rule -----------------------------------------------------------------------------------------
@@ -128,12 +179,15 @@ def test_training_stops_when_validation_stops_progressing(tiny_course, tmp_path)
 
 
 # -- the ledger's verdicts, on records made for the purpose ----------------------------------------------------
-def _write(root, spec, seed, per_episode, stopped="converged", test="5-way 1-shot", fingerprint=None):
+def _write(root, spec, seed, per_episode, stopped="converged", test="5-way 1-shot", fingerprint=None, budget=None):
     folder = root / "fontglot" / spec
     folder.mkdir(parents=True, exist_ok=True)
     acc = np.clip(per_episode, 0, 1)
-    fingerprint = fingerprint or (SPECS.get(spec) or STUDIES[spec]).fingerprint()
-    record = {"spec": spec, "seed": seed, "quick": False, "dataset": "fontglot", "training": {"stopped": stopped},
+    defined = SPECS.get(spec) or STUDIES[spec]
+    fingerprint = fingerprint or defined.fingerprint()
+    budget = budget or getattr(defined, "max_steps", None) or defined.max_epochs
+    training = {"stopped": stopped, "steps": budget if stopped == "budget" else budget // 4, "max_steps": budget}
+    record = {"spec": spec, "seed": seed, "quick": False, "dataset": "fontglot", "training": training,
               "fingerprint": fingerprint,
               "tests": {test: {"shape": [5, 1, 15], "seed": TEST_SEED, "mean": float(acc.mean()),
                                "half_width": 0.0, "per_episode": acc.tolist()}}}
@@ -171,6 +225,9 @@ def test_ledger_does_not_decide_on_two_seeds_or_a_run_stopped_by_its_budget(tmp_
     _write(tmp_path, "protonet-1shot", 2, rng.uniform(0.6, 0.9, 600))
     verdict = compare(_claim(), root=tmp_path, dataset="fontglot")
     assert verdict.verdict == OPEN and "budget" in verdict.why and "siamese-1shot seed 2" in verdict.why
+    _write(tmp_path, "siamese-1shot", 2, rng.uniform(0.5, 0.8, 600), stopped="budget", budget=100)  # a smaller one
+    smaller = compare(_claim(), root=tmp_path, dataset="fontglot")
+    assert len(smaller.per_seed) == 2 and "3 are needed" in smaller.why  # it measures another experiment
     assert compare(_claim(), root=tmp_path / "empty", dataset="fontglot").verdict == MISSING
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from ..evaluation import paired_difference
-from .records import load_records, test_result
+from .records import load_records, stale_reason, test_result
 from .specs import SPECS
 
 __all__ = ["Claim", "Verdict", "CLAIMS", "PAPERS", "verdicts", "ledger_html", "papers_html", "compare", "compare_specs",
@@ -89,14 +89,13 @@ class Claim:
 
 
 def current_records(name: str, *, root: str | Path | None = None, dataset: str | None = None) -> list[dict]:
-    """The full-budget records of spec or study ``name`` made with its current settings (same fingerprint).
+    """The full-budget records of spec or study ``name`` that measure it as it is now defined.
 
-    A record made with other settings measures another experiment: the ledger never counts it.
+    A record made with other settings (another fingerprint), or one that ran out of a smaller
+    budget than the spec's, measures another experiment: the ledger never counts it
+    (:func:`~mlcourse.experiments.records.stale_reason`).
     """
-    from .studies import STUDIES
-
-    fingerprint = (SPECS.get(name) or STUDIES[name]).fingerprint()
-    return [r for r in load_records(name, root=root, dataset=dataset) if r.get("fingerprint") == fingerprint]
+    return [r for r in load_records(name, root=root, dataset=dataset) if stale_reason(r) is None]
 
 
 def compare(claim: Claim, *, root: str | Path | None = None, dataset: str | None = None) -> Verdict:

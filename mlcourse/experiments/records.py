@@ -23,7 +23,7 @@ from .specs import SPECS, Spec, build_learner
 from .studies import STUDIES
 
 __all__ = ["results_dir", "record_paths", "load_records", "test_result", "load_learner", "load_encoder_from",
-           "check_record", "results_size", "shipped_or"]
+           "stale_reason", "needs_training", "check_record", "results_size", "shipped_or"]
 
 SHIPPED = Path(__file__).resolve().parents[1] / "results"
 
@@ -99,10 +99,9 @@ def load_encoder_from(learner: torch.nn.Module, spec: Spec, seed: int, *, quick:
     if source is None:
         return None
     roots = _encoder_roots(out)
-    current = SPECS[source].fingerprint()
     for root in roots:
         found = [r for r in load_records(source, root=root, dataset=dataset, quick=quick)
-                 if r["seed"] == seed and r.get("fingerprint") == current]
+                 if r["seed"] == seed and stale_reason(r) is None]
         if found:
             weights, _ = record_paths(source, seed, root=root, dataset=dataset)
             trained = load_learner(source, seed, root=root, dataset=dataset)
@@ -114,6 +113,33 @@ def load_encoder_from(learner: torch.nn.Module, spec: Spec, seed: int, *, quick:
                             f"{[str(r) for r in roots]}: train it first with `mlcourse train {source} --seeds {seed}`")
 
 
+def stale_reason(record: dict) -> str | None:
+    """Why ``record`` does not measure its spec or study as it is now defined, or ``None`` if it does.
+
+    Another fingerprint means other settings; a full-budget record of a spec must also stand
+    for the spec's budget (:meth:`~mlcourse.experiments.specs.Spec.budget_problem`).
+    """
+    name = record.get("spec")
+    defined = SPECS.get(name) or STUDIES.get(name)
+    if defined is None:
+        return f"no spec or study is named {name!r}"
+    if record.get("fingerprint") != defined.fingerprint():
+        return (f"made with other settings (fingerprint {record.get('fingerprint')}, the "
+                f"{'spec' if name in SPECS else 'study'}'s is now {defined.fingerprint()})")
+    if name in SPECS and not record.get("quick"):
+        return defined.budget_problem(record.get("training", {}))
+    return None
+
+
+def needs_training(name: str, seed: int, *, root: str | Path | None = None, dataset: str | None = None
+                   ) -> str | None:
+    """Why seed ``seed`` of spec or study ``name`` must be (re)trained under ``root``, or ``None`` if its record stands."""
+    found = [r for r in load_records(name, root=root, dataset=dataset) if r["seed"] == seed]
+    if not found:
+        return "no record"
+    return stale_reason(found[0])
+
+
 def check_record(record: dict, *, root: str | Path | None = None) -> list[str]:
     """What is wrong with ``record`` and its weights (``[]``: nothing)."""
     name, seed = record.get("spec"), record.get("seed")
@@ -122,9 +148,9 @@ def check_record(record: dict, *, root: str | Path | None = None) -> list[str]:
     if name not in SPECS:
         return [f"record of an unknown spec {name!r}"]
     spec, problems = SPECS[name], []
-    if record.get("fingerprint") != spec.fingerprint():
-        problems.append(f"{name} seed {seed}: made with other settings (fingerprint {record.get('fingerprint')}, "
-                        f"the spec's is now {spec.fingerprint()}): retrain with `mlcourse train {name}`")
+    stale = stale_reason(record)
+    if stale:
+        problems.append(f"{name} seed {seed}: {stale}: retrain with `mlcourse train {name} --seeds {seed}`")
     fields = [k for k in ("steps", "stopped", "seconds", "val_step", "val_acc", "val_ci", "val_seconds")
               if k not in record.get("training", {})]
     if fields:

@@ -2,8 +2,13 @@
 
 A spec names the learner and its settings, the data, the episode shape of training, the
 budget and the stopping rule, the training seeds and the test episodes. Its
-:meth:`~Spec.fingerprint` is a hash of all of that: a shipped record whose fingerprint is not
-the spec's current one was made by other code settings, and the tests say so.
+:meth:`~Spec.fingerprint` is a hash of all of that but the budget: a shipped record whose
+fingerprint is not the spec's current one was made by other settings, and the tests say so.
+
+The budget (``max_steps``) is checked apart, by :meth:`Spec.budget_problem`: the training
+loop does not depend on its budget until it ends, so a run that converged before its budget is
+the same run under any larger one. Raising a budget keeps the records that converged and asks
+to retrain only the runs that ran out of it.
 
 Every spec is tested on the same episodes (``TEST_SEED``), so two specs tested at the same
 shape are compared *paired*, episode by episode.
@@ -59,7 +64,7 @@ class Spec:
     meta_batch_size: int = 1
     outer_lr: float = 1e-3
     optimizer: str = "adam"
-    max_steps: int = 3000
+    max_steps: int = 6000
     val_every: int = 250
     val_episodes: int = 200
     patience: int = 3
@@ -75,8 +80,23 @@ class Spec:
         return json.loads(json.dumps(asdict(self)))
 
     def fingerprint(self) -> str:
-        """A hash of everything that defines the experiment (the seeds and the quick budget excluded)."""
-        return settings_hash(self.as_dict(), drop=("seeds", "quick_steps", "title"))
+        """A hash of everything that defines the experiment but its seeds and budgets (see :meth:`budget_problem`)."""
+        return settings_hash(self.as_dict(), drop=("seeds", "quick_steps", "title", "max_steps"))
+
+    def budget_problem(self, training: dict) -> str | None:
+        """Why a full-budget record's ``training`` does not stand for this spec's budget, or ``None``.
+
+        A run that converged after at most ``max_steps`` steps stands (more steps would not have
+        changed it); a run stopped by its budget stands only if that budget is this spec's.
+        """
+        steps, stopped, budget = training.get("steps"), training.get("stopped"), training.get("max_steps")
+        if stopped == "converged" and isinstance(steps, int) and steps <= self.max_steps:
+            return None
+        if stopped == "budget" and budget == self.max_steps:
+            return None
+        if stopped == "budget":
+            return f"it ran out of a budget of {budget} steps, and the spec's budget is now {self.max_steps}"
+        return f"it stopped after {steps} steps ({stopped or 'unknown'}), over the spec's budget of {self.max_steps}"
 
     def test_key(self, shape: tuple[int, int, int]) -> str:
         n, k, q = shape
@@ -123,9 +143,9 @@ def build_learner(spec: Spec) -> nn.Module:
     raise ValueError(f"spec {spec.name!r}: unknown learner kind {kind!r}")
 
 
-_MAML = dict(max_steps=3000, val_every=250, val_episodes=100, meta_batch_size=4, tests=STANDARD_TESTS[:2],
+_MAML = dict(max_steps=6000, val_every=250, val_episodes=100, meta_batch_size=4, tests=STANDARD_TESTS[:2],
              test_options={"inner_steps": 3})
-_BLACKBOX = dict(k_shot=(1, 2, 3, 4, 5), n_query=5, meta_batch_size=8, max_steps=3000, val_every=250,
+_BLACKBOX = dict(k_shot=(1, 2, 3, 4, 5), n_query=5, meta_batch_size=8, max_steps=6000, val_every=250,
                  val_episodes=100)
 
 SPECS: dict[str, Spec] = {s.name: s for s in [
