@@ -12,7 +12,7 @@ from mlcourse.data import FontGlot
 from mlcourse.data.glyphs import COURSE_FONTS_DIGEST, fonts_digest, usable_fonts
 from mlcourse.evaluation import evaluate
 from mlcourse.experiments import SPECS, TEST_SEED, check_record, load_learner, load_records, select_specs, train_spec
-from mlcourse.experiments.ledger import (CLAIMS, FAILS, HOLDS, MISSING, OPEN, Claim, compare, current_records, ledger_html,
+from mlcourse.experiments.ledger import (PAPERS, papers_html, CLAIMS, FAILS, HOLDS, MISSING, OPEN, Claim, compare, current_records, ledger_html,
                                          verdicts)
 from mlcourse.experiments.records import record_paths, results_dir, results_size
 from mlcourse.experiments.studies import STUDIES, run_study
@@ -136,6 +136,17 @@ def test_train_command_errors_and_list(capsys):
     assert main(["train", "3", "--list"]) == 0
     out = capsys.readouterr().out
     assert "maml-1step" in out and "protonet-1shot" not in out
+
+
+def test_every_paper_number_has_a_test_of_its_spec_and_is_shown(tmp_path):
+    for method, _, spec, numbers in PAPERS:
+        keys = {SPECS[spec].test_key(shape) for shape in SPECS[spec].tests}
+        assert set(numbers) <= keys, f"{method}: {spec} is not tested at {set(numbers) - keys}"
+    rng = np.random.default_rng(0)
+    _write(tmp_path, "relation-1shot", 0, rng.uniform(0.9, 1.0, 600))
+    _write(tmp_path, "relation-1shot", 1, rng.uniform(0.9, 1.0, 600), stopped="budget", budget=100)  # stale
+    table = papers_html(root=tmp_path, dataset="fontglot")
+    assert "(trained at 1 shot)" in table and "1 seed)" in table and "not measured yet" in table
 
 
 def test_train_lists_and_retrains_only_the_seeds_whose_records_do_not_stand(tmp_path, capsys, monkeypatch):
