@@ -54,10 +54,10 @@ test-unit: $(STAMP)
 test-slow: $(STAMP)
 	MLCOURSE_QUICK=1 $(BIN)/python -m pytest -m slow tests
 
-# Every lecture and instructor notebook and the evidence page, executed in quick mode.
+# Every lecture and instructor notebook, the evidence page and the map, executed in quick mode.
 test-notebooks: $(STAMP)
 	MLCOURSE_QUICK=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax \
-	  -p no:cacheprovider lectures solutions book/evidence.ipynb
+	  -p no:cacheprovider lectures solutions book/evidence.ipynb book/map.ipynb
 
 # JupyterLab on the repository; the course environment is also registered as the kernel
 # "Python (mlcourse)" for the user, so that any other Jupyter can run the notebooks with it.

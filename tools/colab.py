@@ -82,7 +82,8 @@ def add_cells(path: Path) -> None:
 
 
 def main() -> int:
-    for path in sorted(ROOT.glob("lectures/*.ipynb")) + sorted(ROOT.glob("solutions/*.ipynb")):
+    for path in (sorted(ROOT.glob("lectures/*.ipynb")) + sorted(ROOT.glob("book/*.ipynb"))
+                 + sorted(ROOT.glob("solutions/*.ipynb"))):
         add_cells(path)
         print(f"wrote {path.relative_to(ROOT)}")
     return 0

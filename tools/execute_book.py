@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_SECONDS = {"lectures/06_transfer_learning": 550, "lectures/02_metric_learning": 306,
                "lectures/07_distillation": 281, "lectures/04_black_box": 189, "lectures/08_domain_adaptation": 138,
                "lectures/05_learned_optimizers": 115, "lectures/01_few_shot_episodes": 52, "lectures/03_maml": 46,
-               "book/evidence": 10}
+               "book/evidence": 10, "book/map": 10}
 
 
 def toc_files() -> list[str]:
