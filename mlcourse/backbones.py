@@ -81,6 +81,7 @@ class FrozenEncoder(nn.Module):
         self.encoder.eval()
 
     def train(self, mode: bool = True) -> "FrozenEncoder":
+        """Set the training mode of everything but the wrapped encoder, which stays in eval mode."""
         super().train(mode)
         self.encoder.eval()
         return self

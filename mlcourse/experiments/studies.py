@@ -320,7 +320,7 @@ def run_study(study: Study, seed: int, *, quick: bool = False, out=None, device=
 
 
 def load_transfer_source(seed: int = 0, *, root=None, dataset: str | None = None):
-    """The source network the study ``transfer-cases`` pre-trained with ``seed`` (a :class:`~mlcourse.transfer.TransferNet`).
+    """The source network the study ``transfer-cases`` pre-trained with ``seed`` (a :class:`~mlcourse.transfer.finetune.TransferNet`).
 
     The file must be the one its record names (same SHA-256). A clear error says how to train
     it when it is not there or not that file.
