@@ -1,4 +1,4 @@
-"""The recurrent black-box learner: an LSTM reads the support set (memory-augmented style)."""
+"""The recurrent black-box learner: an LSTM reads the support set (no external memory, unlike MANN)."""
 from __future__ import annotations
 
 import torch
@@ -10,7 +10,7 @@ __all__ = ["RecurrentLearner"]
 
 
 class RecurrentLearner(BlackBoxLearner):
-    """LSTM over the support sequence, then each query with a zero label (memory-augmented style).
+    """LSTM over the support sequence, then each query with a zero label; its only memory is its state.
 
     Santoro et al., "Meta-Learning with Memory-Augmented Neural Networks", ICML 2016.
 

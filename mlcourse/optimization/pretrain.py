@@ -1,9 +1,10 @@
 """The MAML paper's baseline for regression: pre-train one network on all tasks, then fine-tune.
 
 "Pretrained" here means ordinary supervised training on the pooled data of many tasks
-(the MAML paper, section 5.1). For sinusoids of random phase the pooled target averages
-out to nearly zero, so the pretrained network starts from a flat curve; fine-tuning it
-on K points is then compared with adapting MAML's initialisation on the same points.
+(the MAML paper, section 5.1). For sinusoids the pooled target averages out to the mean
+curve, ``E[y | x] = -(2 / pi) E[A] cos x`` for phases uniform in ``[0, pi]``, the same for
+every task; fine-tuning it on K points is then compared with adapting MAML's initialisation
+on the same points.
 """
 from __future__ import annotations
 
