@@ -289,6 +289,21 @@ def test_studies_run_at_the_quick_budget(name, tiny_course, tmp_path):
     assert load_records(name, root=tmp_path, dataset="fontglot") == []  # quick records never count
 
 
+def test_the_multitask_study_runs_at_the_quick_budget(tiny_course, tmp_path):
+    """Every arm scores the transfer study's "similar" test images, so the two studies pair image by image."""
+    from mlcourse.experiments.studies import _similar_targets
+
+    study = STUDIES["multitask"]
+    record = run_study(study, 0, quick=True, out=tmp_path, device="cpu", progress=False)
+    assert record["quick"] and set(record["tests"]) == set(study.arms) and check_record(record) == []
+    character = {len(t["per_episode"]) for k, t in record["tests"].items() if not k.startswith("script")}
+    assert character == {len(_similar_targets(study.options)["similar, small"][3])}
+    arms = record["training"]["arms"]
+    assert arms["small: multitask"]["weight"] in study.options["weight_grid"]
+    assert set(arms["small: multitask"]["validation"]) == {f"{w:g}" for w in study.options["weight_grid"]}
+    assert arms["large: fine_tune_all"]["lr"] in study.options["lr_grid"]
+
+
 @pytest.mark.slow
 def test_the_transfer_study_runs_at_the_quick_budget(tiny_course, tmp_path):
     record = run_study(STUDIES["transfer-cases"], 0, quick=True, out=tmp_path, device="cpu", progress=False)

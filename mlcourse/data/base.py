@@ -7,6 +7,7 @@ shape ``(1, H, W)``, ink = 1, background = 0, and ``label`` in ``0 .. n_classes-
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -65,6 +66,25 @@ class CharacterDataset(Dataset):
     @property
     def n_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def class_scripts(self) -> list[str]:
+        """Script of each class: its alphabet's name without a chunk suffix (``"Latin 3/8"`` is ``"Latin"``).
+
+        Large scripts are cut into alphabets of at most a few dozen characters; the script is
+        what a reader of the glyph would name.
+        """
+        return [re.sub(r"\s+\d+/\d+$", "", a) for a in self.class_alphabets]
+
+    @property
+    def scripts(self) -> list[str]:
+        """Names of the scripts present, in order of first appearance."""
+        return list(dict.fromkeys(self.class_scripts))
+
+    def script_targets(self) -> np.ndarray:
+        """The script of each *image* as an index into :attr:`scripts`: the labels of a "which script?" task."""
+        index = {s: i for i, s in enumerate(self.scripts)}
+        return np.array([index[s] for s in self.class_scripts], dtype=np.int64)[self.targets]
 
     def subset_classes(self, n_classes: int, seed: int = 0) -> "CharacterDataset":
         """A data set with ``n_classes`` classes drawn at random (labels renumbered ``0..n_classes-1``)."""

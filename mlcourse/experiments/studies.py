@@ -1,4 +1,4 @@
-"""Studies: the experiments of the supervised chapters (transfer, distillation, domain adaptation).
+"""Studies: the experiments of the supervised chapters (transfer, multi-task learning, distillation, domain adaptation).
 
 A :class:`Study` is the supervised counterpart of a :class:`~mlcourse.experiments.specs.Spec`:
 one declarative experiment with its data, its *arms* (the ways compared: fine-tuning against a
@@ -33,10 +33,14 @@ ARMS = {
     "transfer": ("linear_svm", "block_probe", "head_only", "fine_tune_all", "from_scratch"),
     "distillation": ("teacher", "scratch", "distilled"),
     "domain": ("source_only", "dann", "coral", "mmd", "target"),
+    "multitask": ("from_scratch", "linear_svm", "fine_tune_all", "gradual", "multitask"),
 }
-"""The arms of each kind of study (for ``transfer``, per target task: ``"<target>: <arm>"``)."""
+"""The arms of each kind of study (for ``transfer`` and ``multitask``, per target task: ``"<target>: <arm>"``)."""
 
 TARGETS = ("similar, small", "similar, large", "different, small", "different, large")
+MULTITASK_TARGETS = ("small", "large")
+SCRIPT_TESTS = ("script: source only", "script: multitask, small", "script: multitask, large")
+"""The multi-task study's tests of the *source* task (which script?), on held-out background images."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class Study:
     Attributes:
         name: Identifier (``mlcourse train NAME``), also the folder of its records.
         chapter: The lecture that reports it.
-        kind: ``"transfer"``, ``"distillation"`` or ``"domain"`` (:data:`ARMS`).
+        kind: ``"transfer"``, ``"multitask"``, ``"distillation"`` or ``"domain"`` (:data:`ARMS`).
         title: How the book names it.
         options: The kind's settings (learning rates, sizes, temperature ...).
         max_epochs: Budget of every arm; ``patience``: epochs without a falling training loss
@@ -74,6 +78,8 @@ class Study:
         """The record's test names."""
         if self.kind == "transfer":
             return tuple(f"{t}: {a}" for t in TARGETS for a in ARMS["transfer"])
+        if self.kind == "multitask":
+            return tuple(f"{t}: {a}" for t in MULTITASK_TARGETS for a in ARMS["multitask"]) + SCRIPT_TESTS
         return ARMS[self.kind]
 
     def as_dict(self) -> dict:
@@ -96,6 +102,12 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           dict(source_epochs=5, source_lr=3e-3, lr=1e-3, head_lr=1e-2, similar_classes=40,
                # chosen per arm and seed on a validation split of the training images (default first)
                lr_grid=(1e-3, 1e-2, 1e-4), head_lr_grid=(1e-2, 1e-1, 1e-3), C_grid=(0.1, 0.01, 1.0),
+               val_fraction=1 / 3), max_epochs=100),
+    Study("multitask", 6, "multitask",
+          "Inductive transfer and multi-task learning: which script (the source task, on the background images) "
+          "and which character (the target task, 3 or 15 images per class of 40 evaluation characters)",
+          dict(source_lr=3e-3, source_max_epochs=30, source_train=10, lr=1e-3, head_lr=1e-2, similar_classes=40,
+               lr_grid=(1e-3, 1e-2, 1e-4), C_grid=(0.1, 0.01, 1.0), weight_grid=(1.0, 0.3),
                val_fraction=1 / 3), max_epochs=100),
     Study("distillation", 7, "distillation",
           "A Conv4(16) student, distilled (T=4) from a Conv4(64) teacher or trained from scratch; 100 classes, "
@@ -133,20 +145,13 @@ def _transfer(study: Study, seed: int, epochs: int, patience: int | None, device
     source = TransferNet(Conv4(hidden=32), 32, background.n_classes)
     pre = fine_tune(source, x_src, y_src, epochs=min(o["source_epochs"], epochs), lr=o["source_lr"], batch_size=128,
                     seed=seed, device=device, progress=False)
-    evaluation = course_data("evaluation")
-    evaluation = evaluation.subset_classes(min(o["similar_classes"], evaluation.n_classes), seed=0)
-    x_ev, y_ev = evaluation.tensors()
-    train15, test_ev = split_per_class(evaluation.targets, 15, seed=0)
-    train3 = np.concatenate([np.flatnonzero(evaluation.targets[train15] == c)[:3] for c in range(evaluation.n_classes)])
     digits, labels = handwritten_digits()
     x_dig = torch.tensor(upsample(digits)).float().unsqueeze(1) / 255
     y_dig = torch.tensor(labels)
     train100, test_dig = split_per_class(labels, 100, seed=0)
     train10, _ = split_per_class(labels[train100], 10, seed=0)
     targets = {
-        "similar, small": (x_ev[train15[train3]], y_ev[train15[train3]], x_ev[test_ev], y_ev[test_ev],
-                           evaluation.n_classes),
-        "similar, large": (x_ev[train15], y_ev[train15], x_ev[test_ev], y_ev[test_ev], evaluation.n_classes),
+        **_similar_targets(o),
         "different, small": (x_dig[train100[train10]], y_dig[train100[train10]], x_dig[test_dig], y_dig[test_dig], 10),
         "different, large": (x_dig[train100], y_dig[train100], x_dig[test_dig], y_dig[test_dig], 10)}
     tests, arms = {}, {}
@@ -167,6 +172,90 @@ def _transfer(study: Study, seed: int, epochs: int, patience: int | None, device
             arms[key] = info
     weights = {"source": {k: v.detach().cpu() for k, v in source.state_dict().items()}}
     return tests, arms, weights, {"source": {"epochs": len(pre.loss), "loss": [round(v, 5) for v in pre.loss]}}
+
+
+def _similar_targets(o: dict) -> dict:
+    """The transfer study's two "similar" targets: 40 evaluation characters, 3 or 15 training images each.
+
+    Shared by the transfer and the multi-task studies, so their arms are scored on the same test images.
+    """
+    from ..data import course_data
+    from ..data.base import split_per_class
+
+    evaluation = course_data("evaluation")
+    evaluation = evaluation.subset_classes(min(o["similar_classes"], evaluation.n_classes), seed=0)
+    x_ev, y_ev = evaluation.tensors()
+    train15, test_ev = split_per_class(evaluation.targets, 15, seed=0)
+    train3 = np.concatenate([np.flatnonzero(evaluation.targets[train15] == c)[:3] for c in range(evaluation.n_classes)])
+    n = evaluation.n_classes
+    return {"similar, small": (x_ev[train15[train3]], y_ev[train15[train3]], x_ev[test_ev], y_ev[test_ev], n),
+            "similar, large": (x_ev[train15], y_ev[train15], x_ev[test_ev], y_ev[test_ev], n)}
+
+
+def _multitask(study: Study, seed: int, epochs: int, patience: int | None, device) -> tuple[dict, dict]:
+    """Which script (source) and which character (target): sequential transfer against training both at once."""
+    from ..backbones import Conv4
+    from ..data import course_data
+    from ..data.base import split_per_class
+    from ..device import seed_everything
+    from ..evaluation import correct
+    from ..transfer import TransferNet, fine_tune
+    from ..transfer import finetune as ft
+    from ..transfer.finetune import block_probe, choose_probe
+    from ..transfer.multitask import MultiTaskNet, train_multitask
+
+    o = study.options
+    background = course_data("background")
+    x_bg, _ = background.tensors()
+    if len(background.scripts) >= 2:
+        y_script, n_scripts = torch.as_tensor(background.script_targets()), len(background.scripts)
+    else:  # a build with one script (the tiny one of the quick checks): the characters stand in
+        y_script, n_scripts = torch.as_tensor(background.targets), background.n_classes
+    fit_s, test_s = split_per_class(background.targets, o["source_train"], seed=0)  # per character: train / test
+    xs, ys, xs_test, ys_test = x_bg[fit_s], y_script[fit_s], x_bg[test_s], y_script[test_s]
+    source_epochs = min(o["source_max_epochs"], epochs)
+    seed_everything(seed)
+    source = TransferNet(Conv4(hidden=32), 32, n_scripts)
+    pre = fine_tune(source, xs, ys, epochs=source_epochs, lr=o["source_lr"], batch_size=128, seed=seed,
+                    patience=patience, device=device, progress=False)
+    tests = {"script: source only": _hits(correct(source, xs_test, ys_test, batch_size=256, device=device))}
+    arms = {"script: source only": {"stopped": pre.stopped, "epochs": len(pre.loss)}}
+    targets = _similar_targets(o)
+
+    def joint(x, y, n, weight):  # a shared trunk trained on both tasks from the same initial weights as the source
+        seed_everything(seed)
+        net = MultiTaskNet(Conv4(hidden=32), 32, {"script": n_scripts, "character": n})
+        h = train_multitask(net, {"script": (xs, ys), "character": (x, y)}, {"script": weight, "character": 1.0},
+                            epochs=source_epochs, lr=o["source_lr"], batch_size={"script": 128, "character": 64},
+                            seed=seed, patience=patience, device=device, progress=False)
+        return net, h
+
+    for size, (x, y, xt, yt, n) in zip(MULTITASK_TARGETS, targets.values()):
+        for arm in ARMS["multitask"]:
+            key = f"{size}: {arm}"
+            if arm == "linear_svm":
+                block, c, cv = choose_probe(source, x, y, (4,), Cs=o["C_grid"], device=device)
+                tests[key] = _hits(block_probe(source, block, x, y, xt, yt, C=c, device=device))
+                arms[key] = {"stopped": "converged", "C": c, "cv": {f"{k}, {v}": round(a, 4) for (k, v), a in cv.items()}}
+            elif arm == "multitask":  # the source task's weight chosen on a validation split of the target's images
+                fit, val = validation_split(y, o["val_fraction"])
+                scores = {}
+                for w in o["weight_grid"]:
+                    net, _ = joint(x[fit], y[fit], n, w)
+                    scores[w] = float(correct(net.for_task("character"), x[val], y[val], batch_size=256,
+                                              device=device).mean())
+                chosen = max(o["weight_grid"], key=lambda w: scores[w])  # ties: the first (the default, 1)
+                net, h = joint(x, y, n, chosen)
+                tests[key] = _hits(correct(net.for_task("character"), xt, yt, batch_size=256, device=device))
+                arms[key] = {"stopped": h.stopped, "epochs": len(h.loss), "weight": chosen,
+                             "validation": {f"{w:g}": round(a, 4) for w, a in scores.items()}}
+                tests[f"script: multitask, {size}"] = _hits(correct(net.for_task("script"), xs_test, ys_test,
+                                                                   batch_size=256, device=device))
+                arms[f"script: multitask, {size}"] = {"stopped": h.stopped, "epochs": len(h.loss)}
+            else:
+                hits, info = _fit_arm(ft, arm, source, x, y, xt, yt, n, o, epochs, patience, seed, device)
+                tests[key], arms[key] = _hits(hits), info
+    return tests, arms, {}, {"source": {"epochs": len(pre.loss), "loss": [round(v, 5) for v in pre.loss]}}
 
 
 def validation_split(y: torch.Tensor, fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -197,8 +286,8 @@ def _train_arm(ft, arm, source, x, y, n, lr, head_lr, epochs, patience, seed, de
     ft.reinit_head(model, n, seed=seed)
     if arm == "head_only":
         ft.freeze(model, len(ft.layer_groups(model)) - 1)
-    h = ft.fine_tune(model, x, y, epochs=epochs, lr=lr, head_lr=head_lr, seed=seed, patience=patience,
-                     device=device, progress=False)
+    h = ft.fine_tune(model, x, y, epochs=epochs, lr=lr, head_lr=head_lr, gradual=arm == "gradual", seed=seed,
+                     patience=patience, device=device, progress=False)
     return model, h
 
 
@@ -279,7 +368,7 @@ def _domain(study: Study, seed: int, epochs: int, patience: int | None, device) 
     return tests, arms, {}, {}
 
 
-_RUNS = {"transfer": _transfer, "distillation": _distillation, "domain": _domain}
+_RUNS = {"transfer": _transfer, "multitask": _multitask, "distillation": _distillation, "domain": _domain}
 
 
 def run_study(study: Study, seed: int, *, quick: bool = False, out=None, device=None, progress: bool = True) -> dict:
