@@ -311,3 +311,60 @@ def test_a_rerun_grades_only_what_changed(graded_class):
     new = {r.student: r for r in again}
     assert new["bob"].score == 2 and new["bob"].sha256 != old["bob"].sha256
     assert new["alice"].seconds == old["alice"].seconds  # reused, not graded again
+
+
+# --- written answers: graded by the instructor, never by the machine ---------------------------
+
+def _with_written(path: Path, text: str | None) -> Path:
+    """Exercise 1, both code answers solved, its written answer ``text`` (None: the cell deleted)."""
+    def edit(nb):
+        if text is None:
+            nb.cells = [c for c in nb.cells if _gid(c) != "predict"]
+        for cell in nb.cells:
+            if _gid(cell) == "predict":
+                cell.source = text
+    return _student(path, ("sample_episode_indices", "accuracy_ci"), edit=edit)
+
+
+def test_every_exercise_has_a_written_answer_for_the_instructor():
+    from mlcourse.grading.assemble import written_cells
+    for source in SOLUTIONS:
+        written = written_cells(nbformat.read(source, 4))
+        assert [gid for gid, _ in written] == ["predict"] and written[0][1] > 0, source.name
+
+
+def test_a_written_answer_is_pending_never_scored_and_kept(tmp_path):
+    answer = "Halves: h = 1.96 s / sqrt(n), so 4x the episodes gives h / 2. <b>checked</b>: 0.46"
+    result = grade(_with_written(tmp_path / "sub" / "01_episodes.ipynb", answer), COURSE, feedback_dir=tmp_path)
+    assert result.status == "graded" and (result.score, result.max_score) == (5, 5)
+    assert result.pending == 1 and result.written == [{"name": "predict", "points": 1.0, "status": "pending",
+                                                       "answer": answer}]
+    page = Path(result.feedback).read_text()
+    import html
+    assert html.escape(answer) in page and "<b>checked</b>" not in page  # shown, escaped
+    model = next(c.source for c in nbformat.read(COURSE / "solutions" / "01_episodes.ipynb", 4).cells
+                 if _gid(c) == "predict")
+    assert "sqrt 4 = 2" in model and "sqrt 4 = 2" not in page  # never the instructor's answer
+
+
+@pytest.mark.parametrize("text", ["YOUR ANSWER HERE", "   ", None])
+def test_an_empty_written_answer_is_unanswered(text, tmp_path):
+    result = grade(_with_written(tmp_path / "sub" / "01_episodes.ipynb", text), COURSE, feedback_dir=tmp_path)
+    assert result.status == "graded" and result.score == 5 and result.pending == 0
+    assert result.written[0]["status"] == "unanswered"
+    if text is None:
+        assert any("'predict' was missing" in n for n in result.notes)
+
+
+def test_the_gradebook_lists_pending_points_and_the_answers(tmp_path):
+    subs = tmp_path / "submitted"
+    _with_written(subs / "ann.ipynb", "It halves, by the square root of n.")
+    _with_written(subs / "ben.ipynb", "YOUR ANSWER HERE")
+    grade_class(subs, COURSE, out=tmp_path / "grades", assignment="01_episodes", workers=2, progress=False)
+    import csv
+    rows = {r["student"]: r for r in csv.DictReader((tmp_path / "grades" / "gradebook.csv").open())}
+    assert (rows["ann"]["score"], rows["ann"]["pending"], rows["ann"]["predict"]) == ("5.0", "1.0", "pending")
+    assert (rows["ben"]["pending"], rows["ben"]["predict"]) == ("0.0", "0")
+    answers = list(csv.DictReader((tmp_path / "grades" / "written_answers.csv").open()))
+    assert [(a["student"], a["status"], a["answer"]) for a in answers] == [
+        ("ann", "pending", "It halves, by the square root of n."), ("ben", "unanswered", "YOUR ANSWER HERE")]

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 
 import nbformat
 
-__all__ = ["Assembled", "assemble", "read_notebook", "visible_source", "graded_cells", "STUB"]
+__all__ = ["Assembled", "assemble", "read_notebook", "visible_source", "graded_cells", "written_cells", "STUB",
+           "TEXT_STUB"]
 
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+TEXT_STUB = "YOUR ANSWER HERE"  # what nbgrader leaves in a written answer (``ClearSolutions.text_stub``)
 _SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[^\n]*", flags=re.S | re.M)
 _HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS\n.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", flags=re.S | re.M)
 
@@ -54,16 +56,23 @@ def _is_answer(cell) -> bool:
     return bool(meta.get("solution")) and not meta.get("locked")
 
 
-def visible_source(source: str) -> str:
-    """What a student sees of an instructor cell: solutions stubbed, hidden tests removed."""
+def visible_source(source: str, stub: str = STUB) -> str:
+    """What a student sees of an instructor cell: solutions replaced by ``stub``, hidden tests removed."""
     source = _HIDDEN.sub("", source)
-    return _SOLUTION.sub(lambda m: "\n".join(m.group(1) + line for line in STUB.splitlines()), source)
+    return _SOLUTION.sub(lambda m: "\n".join(m.group(1) + line for line in stub.splitlines()), source)
 
 
 def graded_cells(nb: nbformat.NotebookNode) -> list[tuple[str, float]]:
     """``(grade_id, points)`` of every autograded test cell, in order."""
     return [(_meta(c)["grade_id"], float(_meta(c).get("points", 0))) for c in nb.cells
             if _meta(c).get("grade") and c.cell_type == "code" and _meta(c).get("grade_id")]
+
+
+def written_cells(nb: nbformat.NotebookNode) -> list[tuple[str, float]]:
+    """``(grade_id, points)`` of every *written* answer (a markdown answer cell the instructor grades), in order."""
+    return [(_meta(c)["grade_id"], float(_meta(c).get("points", 0))) for c in nb.cells
+            if _meta(c).get("grade") and _meta(c).get("solution") and c.cell_type == "markdown"
+            and _meta(c).get("grade_id")]
 
 
 @dataclass
@@ -119,6 +128,8 @@ def assemble(source: nbformat.NotebookNode, submission: nbformat.NotebookNode) -
             new.outputs, new.execution_count = [], None
             if _is_answer(cell):
                 new.source = theirs[gid].source if gid in theirs else visible_source(cell.source)
+        elif _is_answer(cell):  # a written answer: the student's text, never the instructor's
+            new.source = theirs[gid].source if gid in theirs else visible_source(cell.source, TEXT_STUB)
         cells.append(new)
         extra = extra_after.get(gid, []) if gid else []
         cells += [_fresh_code(c.source) for c in extra]

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import nbformat
 
-from .assemble import assemble, graded_cells, read_notebook
+from .assemble import TEXT_STUB, assemble, graded_cells, read_notebook, visible_source, written_cells
 from .course import solutions_folder
 from .execute import Limits, execute, interrupted_cells, score_cells
 from .feedback import feedback_html
 
-__all__ = ["GradeResult", "grade", "write_feedback", "find_assignment", "resolve_isolation", "default_hidden"]
+__all__ = ["GradeResult", "grade", "write_feedback", "find_assignment", "resolve_isolation", "default_hidden",
+           "written_answers"]
 
 
 @dataclass
@@ -33,6 +34,11 @@ class GradeResult:
     (the kernel crashed), ``"invalid"`` (not a notebook, or an unknown exercise) or
     ``"error"`` (the grader failed; ``error`` says how). ``error`` explains any status but
     ``"graded"``; ``notes`` list the repairs made to the submission.
+
+    ``score`` and ``max_score`` count the autograded tests only. Written answers (markdown
+    answer cells) are for the instructor: ``written`` holds each one's ``name``, ``points``,
+    ``status`` (``"pending"``, or ``"unanswered"`` for an empty one, which scores 0) and the
+    student's ``answer``; ``pending`` is the points they can still add.
     """
 
     notebook: str
@@ -48,6 +54,8 @@ class GradeResult:
     sha256: str | None = None
     seconds: float = 0.0
     peak_mb: float | None = None
+    written: list[dict] = field(default_factory=list)
+    pending: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -60,6 +68,8 @@ class GradeResult:
         lines = [head] + [f"  {c['name']:<{width}}  {c['score']:g} / {c['max_score']:g}  {c['status']}"
                           for c in self.cells]
         lines.append(f"  {'total':<{width}}  {self.score:g} / {self.max_score:g}")
+        lines += [f"  {w['name']}: {w['points']:g} point(s), written answer {w['status']} (graded by the instructor)"
+                  for w in self.written]
         lines += [f"  {self.status.upper()}: {self.error}"] if self.status != "graded" else []
         lines += [f"  note: {n}" for n in self.notes]
         if self.feedback:
@@ -177,6 +187,8 @@ def grade(submission: str | Path, course: str | Path, assignment: str | None = N
             limits = Limits(isolation=mode, hide=default_hidden(course, solutions))
         assembled = assemble(source, nb)
         result.notes = assembled.notes
+        result.written = written_answers(assembled.notebook, source)
+        result.pending = float(sum(w["points"] for w in result.written if w["status"] == "pending"))
         run = execute(assembled.notebook, limits)
         result.cells = score_cells(run)
         result.score = sum(c["score"] for c in result.cells)
@@ -192,6 +204,30 @@ def grade(submission: str | Path, course: str | Path, assignment: str | None = N
         result.status, result.error = "error", traceback.format_exc(limit=5)[-2000:]
     result.seconds = round(time.perf_counter() - start, 2)
     return write_feedback(result, source if result.cells else None, feedback_dir, feedback_name)
+
+
+MAX_ANSWER = 20_000  # characters of a written answer kept in the result (the submission keeps all of it)
+
+
+def written_answers(assembled: nbformat.NotebookNode, source: nbformat.NotebookNode) -> list[dict]:
+    """The written answers of an assembled notebook: ``name``, ``points``, ``status``, ``answer``.
+
+    An answer is ``"unanswered"`` when it is empty or still what the exercise gave
+    (nbgrader's ``YOUR ANSWER HERE``); otherwise ``"pending"``: no machine scores it.
+    """
+    given = {c.metadata.get("nbgrader", {}).get("grade_id"): visible_source(c.source, TEXT_STUB).strip()
+             for c in source.cells if c.cell_type == "markdown"}
+    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in assembled.cells}
+    out = []
+    for gid, points in written_cells(source):
+        text = by_id[gid].source if gid in by_id else ""
+        answered = text.strip() not in ("", TEXT_STUB, given.get(gid, TEXT_STUB))
+        entry = {"name": gid, "points": points, "status": "pending" if answered else "unanswered",
+                 "answer": text[:MAX_ANSWER]}
+        if len(text) > MAX_ANSWER:
+            entry["truncated"] = len(text)
+        out.append(entry)
+    return out
 
 
 def write_feedback(result: GradeResult, source, feedback_dir: Path | None, name: str | None) -> GradeResult:

@@ -13,6 +13,7 @@ as it is known, so an interrupted batch loses nothing, and a rerun grades only w
 or changed (same bytes, same result) unless ``regrade=True``.
 
 Outputs: ``OUT/gradebook.csv`` (one row per submission, one column per test cell),
+``OUT/written_answers.csv`` (the written answers, for the instructor to grade),
 ``OUT/feedback/<student>[/<assignment>].html`` (for the students), ``OUT/results/*.json``.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .autograde import GradeResult, default_hidden, resolve_isolation, write_fee
 from .course import course_folder, solutions_folder
 from .execute import Limits
 
-__all__ = ["Submission", "collect_submissions", "grade_class", "write_gradebook"]
+__all__ = ["Submission", "collect_submissions", "grade_class", "write_gradebook", "write_written_answers"]
 
 UID_BASE = 61000
 
@@ -114,15 +115,20 @@ def _grade_in_process(sub: Submission, course: Path, solutions: Path, out: Path,
     return GradeResult(str(sub.path), sub.assignment, "error", student=sub.student, error=why, sha256=_sha(sub.path))
 
 
-FIELDS = ["student", "assignment", "status", "score", "max_score", "seconds", "peak_mb", "message", "notes",
-          "notebook", "sha256"]
+FIELDS = ["student", "assignment", "status", "score", "max_score", "pending", "seconds", "peak_mb", "message",
+          "notes", "notebook", "sha256"]
 
 
 def write_gradebook(results: list[GradeResult], path: Path) -> None:
-    """One row per result, one column per graded cell (in the exercises' order)."""
+    """One row per result, one column per graded cell (in the exercises' order).
+
+    ``score`` counts the autograded tests; ``pending`` the points of written answers that
+    await the instructor, whose column says ``pending`` (or 0 when unanswered). The answers
+    themselves go to ``written_answers.csv`` beside the gradebook (:func:`write_written_answers`).
+    """
     cells: list[str] = []
     for r in results:
-        cells += [c["name"] for c in r.cells if c["name"] not in cells]
+        cells += [c["name"] for c in r.cells + r.written if c["name"] not in cells]
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS + cells)
@@ -132,7 +138,21 @@ def write_gradebook(results: list[GradeResult], path: Path) -> None:
             row.update(message=(r.error or "").strip().splitlines()[-1][:300] if r.error else "",
                        notes="; ".join(r.notes))
             row.update({c["name"]: c["score"] for c in r.cells})
+            row.update({w["name"]: "pending" if w["status"] == "pending" else 0 for w in r.written})
             writer.writerow(row)
+    tmp.replace(path)
+    write_written_answers(results, path.with_name("written_answers.csv"))
+
+
+def write_written_answers(results: list[GradeResult], path: Path) -> None:
+    """Every written answer of the class, one row each (student, assignment, question, points, status, answer)."""
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "assignment", "question", "points", "status", "answer"])
+        for r in sorted(results, key=lambda r: (r.student, r.assignment or "")):
+            for w in r.written:
+                writer.writerow([r.student, r.assignment, w["name"], w["points"], w["status"], w["answer"]])
     tmp.replace(path)
 
 

@@ -38,6 +38,9 @@ def feedback_html(result, source_nb) -> str:
         shown = "passed" if cell["status"] == "passed" else safe_message(cell, visible.get(cell["name"], ""))
         rows.append(f"<tr class='{esc(cell['status'].replace(' ', '-'))}'><td><code>{esc(cell['name'])}</code></td>"
                     f"<td>{cell['score']:g} / {cell['max_score']:g}</td><td>{esc(shown)}</td></tr>")
+    written = [f"<h3><code>{esc(w['name'])}</code> ({w['points']:g} point{'s' if w['points'] != 1 else ''}): "
+               f"{'pending, graded by your instructor' if w['status'] == 'pending' else 'unanswered, 0 points'}</h3>"
+               f"<pre class='answer'>{esc(w['answer'])}</pre>" for w in getattr(result, "written", [])]
     notes = [f"<li>{esc(n)}</li>" for n in result.notes]
     if result.error and result.status != "graded":
         notes.insert(0, f"<li><strong>{esc(result.status)}</strong>: {esc(result.error)}</li>")
@@ -47,13 +50,15 @@ def feedback_html(result, source_nb) -> str:
 <style>body{{font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.4}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
 tr.passed td:nth-child(2){{color:#1a7f37}}tr.failed td:nth-child(2),tr.timeout td:nth-child(2),
-tr.not-run td:nth-child(2){{color:#cf222e}}</style></head><body>
+tr.not-run td:nth-child(2){{color:#cf222e}}pre.answer{{white-space:pre-wrap;background:#f6f8fa;padding:.5em}}</style></head><body>
 <h1>{esc(result.assignment or 'unknown exercise')}: {result.score:g} / {result.max_score:g}</h1>
 <p>Student <strong>{esc(result.student)}</strong>, notebook <code>{name}</code>, sha256
 <code>{esc((result.sha256 or '')[:16])}</code>.</p>
 <table><tr><th>test</th><th>points</th><th>result</th></tr>
 {''.join(rows)}
 </table>
+{'<h2>Written answers</h2><p>Your instructor grades these; the points above do not count them yet.</p>'
+ + ''.join(written) if written else ''}
 {'<h2>Notes</h2><ul>' + ''.join(notes) + '</ul>' if notes else ''}
 <p>Tests with hidden parts report only the type of the error. Run the visible tests in your
 notebook to see the details.</p>
