@@ -75,8 +75,10 @@ def load_learner(spec: str | Spec, seed: int, *, root: str | Path | None = None,
     if not weights.exists():
         raise FileNotFoundError(f"no weights for {spec.name} seed {seed} at {weights}: "
                                 f"train them with `mlcourse train {spec.name} --seeds {seed}`")
-    learner = build_learner(spec)
-    learner.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    head = state.get("classifier.weight")  # a pretrained classifier's head says how many classes it was trained on
+    learner = build_learner(spec, n_classes=None if head is None else int(head.shape[0]))
+    learner.load_state_dict(state)
     return learner.to(device).eval()
 
 

@@ -24,6 +24,7 @@ from .. import __version__
 from ..config import data_dir
 from ..data.course import course_data, dataset_name
 from ..device import get_device, seed_everything
+from ..episodes import labels_of
 from ..evaluation import evaluate
 from ..training import meta_train
 from .records import load_encoder_from, record_paths, results_dir
@@ -68,7 +69,7 @@ def train_spec(spec: Spec, seed: int, *, quick: bool = False, out: str | Path | 
         background = background.subset_classes(min(spec.train_classes, background.n_classes), seed=seed)
     validation, evaluation = course_data("validation"), course_data("evaluation")
     seed_everything(seed)
-    learner = build_learner(spec)
+    learner = build_learner(spec, n_classes=int(labels_of(background).max()) + 1)
     encoder_from = load_encoder_from(learner, spec, seed, quick=quick, out=out, dataset=dataset)
     budget = spec.quick_steps if quick else spec.max_steps
     val_every = max(1, budget // 2) if quick else spec.val_every

@@ -110,8 +110,12 @@ def conv4_classifier(n_way: int = 5, hidden: int = 32) -> nn.Sequential:
     return nn.Sequential(Conv4(hidden=hidden, track_running_stats=False, channels_last=False), nn.Linear(hidden, n_way))
 
 
-def build_learner(spec: Spec) -> nn.Module:
-    """A freshly initialised learner of ``spec`` (seed the generator first for reproducible weights)."""
+def build_learner(spec: Spec, *, n_classes: int | None = None) -> nn.Module:
+    """A freshly initialised learner of ``spec`` (seed the generator first for reproducible weights).
+
+    ``n_classes``: the classes of the training data, which a learner that pretrains a classifier
+    over them (``"pretrained"``: Baseline, Baseline++, SimpleShot) needs; the others ignore it.
+    """
     from ..backbones import Conv4
 
     o = dict(spec.options)
@@ -119,6 +123,16 @@ def build_learner(spec: Spec) -> nn.Module:
     if kind == "protonet":
         from ..metric import PrototypicalNetwork
         return PrototypicalNetwork(Conv4(**o))
+    if kind == "matching":
+        from ..metric import MatchingNetwork
+        scale = o.pop("scale", 1.0)
+        return MatchingNetwork(Conv4(**o), scale=scale)
+    if kind == "pretrained":
+        from ..transfer import PretrainedClassifier
+        if n_classes is None:
+            raise ValueError(f"spec {spec.name!r} pretrains a classifier over the training classes: "
+                             "pass build_learner(spec, n_classes=<classes of the background set>)")
+        return PretrainedClassifier(Conv4(hidden=o.pop("hidden", 64)), n_classes, **o)
     if kind == "siamese":
         from ..metric import SiameseNetwork
         return SiameseNetwork(Conv4(**o))
@@ -155,6 +169,17 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("protonet-30classes", 2, "protonet", "ProtoNet, 30 training classes", train_classes=30,
          tests=STANDARD_TESTS[:1]),
     Spec("siamese-1shot", 2, "siamese", "Siamese network, trained 5-way 1-shot"),
+    Spec("matching-1shot", 2, "matching", "Matching network, trained 5-way 1-shot", tests=STANDARD_TESTS),
+    # Transfer instead of meta-learning: the same backbone pretrained as a classifier of every background
+    # class, on the same images step for step as protonet-1shot (one episode of 5 classes, 80 images, per
+    # step) with the same stopping rule; each test episode is then classified from the frozen features
+    # (Chen et al. 2019; Wang et al. 2019).
+    Spec("baseline", 2, "pretrained", "Baseline: pretrained, linear head per episode", options={"rule": "linear"},
+         tests=STANDARD_TESTS),
+    Spec("baselinepp", 2, "pretrained", "Baseline++: pretrained, cosine head per episode",
+         options={"rule": "cosine"}, tests=STANDARD_TESTS),
+    Spec("simpleshot", 2, "pretrained", "SimpleShot: pretrained, centred L2-normalised nearest mean",
+         options={"rule": "simpleshot"}, tests=STANDARD_TESTS),
     Spec("relation-1shot", 2, "relation", "Relation Network, trained 5-way 1-shot"),
     Spec("relation-5shot", 2, "relation", "Relation Network, trained 5-way 5-shot", k_shot=5,
          tests=STANDARD_TESTS[1:2]),
