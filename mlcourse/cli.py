@@ -1,4 +1,5 @@
-"""Command line: ``mlcourse train SPEC``, ``mlcourse grade NOTEBOOK``, ``mlcourse exercises``, ``mlcourse data``.
+"""Command line: ``mlcourse train SPEC``, ``mlcourse predict --support DIR IMAGE``, ``mlcourse grade NOTEBOOK``,
+``mlcourse exercises``, ``mlcourse data``.
 
 ``grade`` and ``exercises`` need the grading extra (``pip install "mlcourse[grading]"``) and
 work on a course folder (``--course DIR``, by default the current folder); the grading
@@ -144,6 +145,36 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from .experiments import SPECS, load_learner
+    from .predict import load_image, load_support_folder, predict_images
+
+    if args.learner not in SPECS:
+        print(f"mlcourse predict: unknown learner {args.learner!r}; choose one of: {', '.join(SPECS)}",
+              file=sys.stderr)
+        return 2
+    try:
+        support = load_support_folder(args.support, k_shot=args.shots)
+        queries = [load_image(p) for p in args.images]
+        learner = load_learner(args.learner, args.seed, device=args.device or "cpu")
+        predictions = predict_images(learner, support, queries)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"mlcourse predict: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.learner} seed {args.seed}, {len(support.classes)}-way {support.k_shot}-shot support from "
+          f"{args.support}", file=sys.stderr)
+    for path, p in zip(args.images, predictions):
+        others = "  ".join(f"{c} {v:.2f}" for c, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1]))
+        print(f"{path}: {p.label}    ({others})")
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps([{"image": str(path), "label": p.label,
+                                                "probabilities": p.probabilities}
+                                               for path, p in zip(args.images, predictions)], indent=1) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``mlcourse`` command with ``argv`` (default: the process's arguments); returns the exit code."""
     course_help = ("the course folder, holding solutions/, exercises/ and nbgrader_config.py "
@@ -167,6 +198,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="train only the seeds with no record, or one made with other settings or a smaller budget")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_train)
+    p = sub.add_parser("predict", help="classify your own images from a support folder with a trained learner",
+                       description="Classify each IMAGE by a support set: SUPPORT holds one sub-folder per class "
+                                   "with its example images. Images are made grey and 28x28; dark ink on light "
+                                   "paper is inverted to the course's light-on-dark.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="query images to classify")
+    p.add_argument("--support", required=True, metavar="DIR", help="folder of class sub-folders of images")
+    p.add_argument("--learner", default="protonet-1shot", help="a trained spec (default: protonet-1shot)")
+    p.add_argument("--seed", type=int, default=0, help="which training seed's weights (default 0)")
+    p.add_argument("--shots", type=int, help="examples per class (default: as many as the smallest class has)")
+    p.add_argument("--device", help="cpu (default), cuda, mps")
+    p.add_argument("--json", metavar="FILE", help="also write the predictions as JSON to FILE")
+    p.set_defaults(func=_predict)
     g = sub.add_parser("grade", help="autograde a submitted notebook, or a folder of them (a class)",
                        description="Grade one notebook, or every submission in a folder (FOLDER/<student>.ipynb "
                                    "or nbgrader's FOLDER/<student>/<assignment>/*.ipynb) in parallel. "
