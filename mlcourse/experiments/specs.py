@@ -139,6 +139,12 @@ def build_learner(spec: Spec, *, n_classes: int | None = None) -> nn.Module:
     if kind == "relation":
         from ..metric import RelationNetwork
         return RelationNetwork(**o)
+    if kind == "anil":
+        from ..optimization import ANIL
+        return ANIL(conv4_classifier(spec.n_way, o.pop("hidden", 32)), **o)
+    if kind == "protomaml":
+        from ..optimization import ProtoMAML
+        return ProtoMAML(Conv4(hidden=o.pop("hidden", 32), track_running_stats=False, channels_last=False), **o)
     if kind in ("maml", "metasgd", "reptile"):
         from ..optimization import MAML, MetaSGD, Reptile
         net = conv4_classifier(spec.n_way, o.pop("hidden", 32))
@@ -193,6 +199,11 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("fomaml-5step", 3, "maml", "first-order MAML, 5 inner steps",
          options={"inner_lr": 0.1, "inner_steps": 5, "first_order": True},
          **{**_MAML, "test_options": {"inner_steps": 10}}),
+    # ANIL and Proto-MAML with maml-1step's settings: only the head adapts; the head starts as ProtoNet.
+    Spec("anil-1step", 3, "anil", "ANIL (only the head adapts), 1 inner step",
+         options={"inner_lr": 0.4, "inner_steps": 1}, **_MAML),
+    Spec("protomaml-1step", 3, "protomaml", "Proto-MAML (prototype head), 1 inner step",
+         options={"inner_lr": 0.4, "inner_steps": 1}, **_MAML),
     Spec("metasgd-1step", 3, "metasgd", "Meta-SGD, 1 inner step", options={"inner_lr": 0.4, "inner_steps": 1},
          **_MAML),
     Spec("reptile-1shot", 3, "reptile", "Reptile, adapted on 1 image per class",
