@@ -154,7 +154,7 @@ def predict_images(learner: nn.Module, support: SupportSet, queries: Sequence[to
     """The class of each query image, from the support set alone, with ``learner``'s probabilities.
 
     Args:
-        learner: A trained learner (e.g. :func:`~mlcourse.experiments.load_learner`).
+        learner: A trained learner (e.g. :func:`~mlcourse.experiments.records.load_learner`).
         support: From :func:`load_support_folder`.
         queries: Images ``(1, 28, 28)`` (e.g. from :func:`load_image`), or a tensor ``(Q, 1, 28, 28)``.
         **predict_options: Passed to the learner (e.g. ``inner_steps=10`` for MAML).

@@ -69,7 +69,9 @@ class CharacterDataset(Dataset):
 
     @property
     def class_scripts(self) -> list[str]:
-        """Script of each class: its alphabet's name without a chunk suffix (``"Latin 3/8"`` is ``"Latin"``).
+        """The script of each class, which is its alphabet's name without a chunk suffix.
+
+        ``"Latin 3/8"`` is ``"Latin"``.
 
         Large scripts are cut into alphabets of at most a few dozen characters; the script is
         what a reader of the glyph would name.

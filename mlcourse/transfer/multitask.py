@@ -71,7 +71,7 @@ class MultiTaskNet(nn.Module):
         return self.heads[task](self.backbone(x))
 
     def for_task(self, task: str) -> TransferNet:
-        """A :class:`TransferNet` view of ``task``: the *same* backbone and head modules (not copies)."""
+        """A :class:`~mlcourse.transfer.finetune.TransferNet` view of ``task``: the *same* backbone and head modules (not copies)."""
         if task not in self.heads:
             raise KeyError(f"no task named {task!r}; the network's tasks are {self.tasks}")
         head = self.heads[task]
