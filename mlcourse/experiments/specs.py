@@ -175,7 +175,11 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("protonet-30classes", 2, "protonet", "ProtoNet, 30 training classes", train_classes=30,
          tests=STANDARD_TESTS[:1]),
     Spec("siamese-1shot", 2, "siamese", "Siamese network, trained 5-way 1-shot"),
+    # Matching networks as the paper writes them (attention = softmax of the cosine), and with the cosine
+    # scaled by 10 before the softmax: Conv4's features are ReLU outputs, so their cosines lie in [0, 1].
     Spec("matching-1shot", 2, "matching", "Matching network, trained 5-way 1-shot", tests=STANDARD_TESTS),
+    Spec("matching-scaled-1shot", 2, "matching", "Matching network, cosine x10, trained 5-way 1-shot",
+         options={"scale": 10.0}, tests=STANDARD_TESTS),
     # Transfer instead of meta-learning: the same backbone pretrained as a classifier of every background
     # class, on the same images step for step as protonet-1shot (one episode of 5 classes, 80 images, per
     # step) with the same stopping rule; each test episode is then classified from the frozen features
