@@ -427,3 +427,25 @@ def test_the_transfer_source_network_is_tied_to_its_record(tiny_course, tmp_path
     path.unlink()
     with pytest.raises(FileNotFoundError, match="mlcourse train transfer-cases --seeds 0"):
         studies.load_transfer_source(0, root=tmp_path)
+
+
+def test_every_learner_spec_has_a_family_and_a_row_in_the_comparison():
+    from mlcourse.experiments.ledger import FAMILIES, FAMILY_TESTS, families_html, family_rows
+
+    listed = [name for specs in FAMILIES.values() for name in specs]
+    assert len(listed) == len(set(listed)) and set(listed) <= set(SPECS)
+    ablations = {name for name, spec in SPECS.items() if spec.train_classes is not None}
+    assert set(SPECS) - set(listed) == ablations  # a new learner spec must be placed in a family
+    rows = family_rows(dataset="fontglot")
+    assert [r["spec"] for r in rows] == listed
+    for row in rows:
+        records = [r for r in load_records(row["spec"], dataset="fontglot")]
+        assert row["seeds"] == len(current_records(row["spec"], dataset="fontglot")) <= len(records)
+        for test in FAMILY_TESTS:
+            s = row["tests"][test]
+            tested = any(test in r["tests"] for r in current_records(row["spec"], dataset="fontglot"))
+            assert (s is not None) == tested
+            v = row["against_protonet"][test]
+            if v is not None and v.per_seed:  # the paired difference against ProtoNet on the same episodes
+                assert len(v.per_seed) <= row["seeds"]
+    assert families_html(dataset="fontglot").count("<tr>") == len(listed) + 1

@@ -27,7 +27,8 @@ from .records import load_records, stale_reason, test_result
 from .specs import SPECS
 
 __all__ = ["Claim", "Verdict", "CLAIMS", "PAPERS", "verdicts", "ledger_html", "papers_html", "compare", "compare_specs",
-           "SeedSummary", "seed_summary", "results_table", "claims_of", "current_records"]
+           "SeedSummary", "seed_summary", "results_table", "claims_of", "current_records", "FAMILIES",
+           "family_rows", "families_html"]
 
 HOLDS, FAILS, OPEN, MISSING = "holds", "does not hold", "not settled at this budget", "not measured yet"
 
@@ -164,6 +165,23 @@ CLAIMS: tuple[Claim, ...] = (
           "protonet-1shot", "siamese-1shot"),
     Claim("Training at the test shot helps ProtoNet at 5 shots", "Snell et al. 2017 (trained at the test shot)", 2,
           "protonet-5shot", "protonet-1shot", ("5-way 5-shot",)),
+    Claim("Matching networks: scaling the cosine (x10) before the attention's softmax beats the paper's unscaled "
+          "cosine", "the course (Conv4's ReLU features have cosines in [0, 1]: an unscaled attention stays flat)", 2,
+          "matching-scaled-1shot", "matching-1shot"),
+    Claim("ProtoNet beats Matching networks at 20-way 1-shot", "Snell et al. 2017, Table 1", 2,
+          "protonet-1shot", "matching-scaled-1shot", ("20-way 1-shot",)),
+    Claim("Baseline++'s cosine head beats Baseline's linear head at 5-way 1-shot", "Chen et al. 2019", 2,
+          "baselinepp", "baseline"),
+    Claim("Meta-training beats pretraining a classifier on the same images: ProtoNet against Baseline at 5-way "
+          "1-shot", "Snell et al. 2017; Chen et al. 2019 find the gap small for shallow backbones", 2,
+          "protonet-1shot", "baseline"),
+    Claim("SimpleShot (pretrained, centred and normalised nearest mean) is as good as ProtoNet at 5-way 1-shot "
+          "(margin 2 points)", "Wang et al. 2019", 2, "simpleshot", "protonet-1shot", kind="equal"),
+    Claim("ANIL costs no accuracy: adapting the head alone matches MAML (1 inner step; margin 2 points)",
+          "Raghu et al. 2020 (feature reuse)", 3, "anil-1step", "maml-1step", ("5-way 1-shot", "5-way 5-shot"),
+          kind="equal"),
+    Claim("Proto-MAML beats MAML at 5-way 1-shot (1 inner step)", "Triantafillou et al. 2020", 3,
+          "protomaml-1step", "maml-1step"),
     Claim("First-order MAML costs no accuracy (1 inner step; margin 2 points)", "Finn et al. 2017", 3,
           "fomaml-1step", "maml-1step", ("5-way 1-shot", "5-way 5-shot"), kind="equal"),
     Claim("First-order MAML costs no accuracy (5 inner steps; margin 2 points)", "Finn et al. 2017", 3,
@@ -214,6 +232,10 @@ CLAIMS: tuple[Claim, ...] = (
 PAPERS: tuple[tuple[str, str, str, dict[str, float]], ...] = (
     ("ProtoNet", "Snell et al. 2017, Table 1", "protonet-1shot", {"5-way 1-shot": 98.8, "20-way 1-shot": 96.0}),
     ("ProtoNet", "Snell et al. 2017, Table 1", "protonet-5shot", {"5-way 5-shot": 99.7, "20-way 5-shot": 98.9}),
+    ("Matching networks", "Vinyals et al. 2016, Table 1", "matching-1shot",
+     {"5-way 1-shot": 98.1, "5-way 5-shot": 98.9, "20-way 1-shot": 93.8, "20-way 5-shot": 98.5}),
+    ("Matching networks", "Vinyals et al. 2016, Table 1", "matching-scaled-1shot",
+     {"5-way 1-shot": 98.1, "5-way 5-shot": 98.9, "20-way 1-shot": 93.8, "20-way 5-shot": 98.5}),
     ("Relation Network", "Sung et al. 2018, Table 1", "relation-1shot", {"5-way 1-shot": 99.6}),
     ("Relation Network", "Sung et al. 2018, Table 1", "relation-5shot", {"5-way 5-shot": 99.8}),
     ("MAML (second order)", "Finn et al. 2017, Table 1", "maml-1step",
@@ -319,3 +341,71 @@ def claims_of(chapter: int, *, root: str | Path | None = None, dataset: str | No
             lines.append(f"  [{verdict.verdict}] {claim.text}: {verdict.measured() if verdict.per_seed else ''}"
                          f"{'; ' if verdict.per_seed else ''}{verdict.why}")
     return "\n".join(lines)
+
+
+# Every learner spec by family (the map of the field's four, with transfer beside them). A spec that is
+# an ablation of another (fewer training classes) is left out: it is not another method.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "metric": ("protonet-1shot", "protonet-5shot", "siamese-1shot", "matching-1shot", "matching-scaled-1shot",
+               "relation-1shot", "relation-5shot"),
+    "transfer (no meta-learning)": ("baseline", "baselinepp", "simpleshot"),
+    "optimization": ("maml-1step", "fomaml-1step", "maml-5step", "fomaml-5step", "anil-1step", "protomaml-1step",
+                     "metasgd-1step", "reptile-1shot"),
+    "model-based (black box)": ("averaging", "lstm", "averaging-pretrained", "lstm-pretrained"),
+}
+FAMILY_TESTS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
+# the reference each test's paired difference is taken against: ProtoNet trained at that test's shot
+FAMILY_REFERENCE = {"5-way 1-shot": "protonet-1shot", "5-way 5-shot": "protonet-5shot",
+                    "20-way 1-shot": "protonet-1shot", "20-way 5-shot": "protonet-5shot"}
+
+
+def family_rows(*, root: str | Path | None = None, dataset: str | None = None) -> list[dict]:
+    """One row per learner spec of :data:`FAMILIES`: accuracy per test over seeds, the paired difference
+    against ProtoNet trained at the test's shot (mean over seeds ± t interval), seeds, minutes per seed.
+
+    Each row is a dict with ``family``, ``spec``, ``title``, ``trained_shots``, ``seeds``,
+    ``minutes`` (mean training minutes per seed, validations included), and per test in
+    :data:`FAMILY_TESTS` a :class:`SeedSummary` (or ``None``) under ``tests`` and a
+    :class:`Verdict` (or ``None``) under ``against_protonet``.
+    """
+    rows = []
+    for family, specs in FAMILIES.items():
+        for name in specs:
+            spec = SPECS[name]
+            records = current_records(name, root=root, dataset=dataset)
+            shots = spec.k_shot
+            tests, against = {}, {}
+            for test in FAMILY_TESTS:
+                tests[test] = seed_summary(name, test, root=root, dataset=dataset)
+                ref = FAMILY_REFERENCE[test]
+                against[test] = (compare_specs(name, ref, test, root=root, dataset=dataset)
+                                 if tests[test] is not None and name != ref else None)
+            rows.append({"family": family, "spec": name, "title": spec.title,
+                         "trained_shots": f"{min(shots)}-{max(shots)}" if isinstance(shots, tuple) else str(shots),
+                         "seeds": len(records),
+                         "minutes": float(np.mean([r["training"]["seconds"] for r in records])) / 60 if records
+                         else float("nan"),
+                         "tests": tests, "against_protonet": against})
+    return rows
+
+
+def families_html(*, root: str | Path | None = None, dataset: str | None = None) -> str:
+    """:func:`family_rows` as an HTML table: accuracy (mean ± t interval over seeds) and, below it, the paired
+    difference against ProtoNet trained at that shot (points, mean ± t interval over seeds)."""
+    out = []
+    for row in family_rows(root=root, dataset=dataset):
+        cells = [row["family"], row["title"], row["trained_shots"], str(row["seeds"])]
+        for test in FAMILY_TESTS:
+            s, v = row["tests"][test], row["against_protonet"][test]
+            if s is None:
+                cells.append("—")
+                continue
+            acc = f"{100 * s.mean:.1f}" + (f" ± {100 * s.half_width:.1f}" if np.isfinite(s.half_width) else "")
+            if v is not None and v.per_seed:
+                hw = f" ± {100 * v.seed_half_width:.1f}" if np.isfinite(v.seed_half_width) else ""
+                acc += f" ({100 * v.difference:+.1f}{hw})"
+            cells.append(acc)
+        cells.append(f"{row['minutes']:.1f}" if np.isfinite(row["minutes"]) else "—")
+        out.append(cells)
+    header = ["family", "learner", "trained at shots", "seeds", *FAMILY_TESTS, "training minutes per seed"]
+    return _table(header, out)
