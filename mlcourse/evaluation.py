@@ -26,6 +26,7 @@ from .episodes import Episode, check_episode_request, draw_episode, images_of, l
 from .progress import tqdm
 
 __all__ = ["accuracy_ci", "EvalResult", "Difference", "evaluate", "paired_difference", "eval_mode", "embed_dataset",
+           "query_dependence",
            "accuracy", "correct"]
 
 Z_95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
@@ -196,6 +197,39 @@ def evaluate(learner: nn.Module | Predictor, dataset: Dataset, *, n_way: int, k_
                                  "(one label per query)")
             accs[i] = (pred == query_y).float().mean().item()
     return EvalResult.from_accuracies(accs, seed=seed, shape=(n_way, k_shot, n_query))
+
+
+@torch.no_grad()
+def query_dependence(learner: nn.Module, dataset: Dataset, *, n_way: int = 5, k_shot: int = 1, n_query: int = 15,
+                     n_episodes: int = 20, seed: int = 0, device: torch.device | str | None = None,
+                     **predict_options) -> float:
+    """How often a query's predicted label changes when the episode's *other* queries are taken away.
+
+    For each of ``n_episodes`` episodes, the queries are predicted together, then each one
+    alone with the same support set. An inductive learner, whose answer for a query depends
+    only on the support set and that query, gives 0. A learner that normalises with the
+    statistics of the query batch (the MAML family, as in the reference code) is transductive
+    and gives more: its answers move when the queries beside them change.
+
+    Returns:
+        The fraction of query predictions that changed, in [0, 1].
+    """
+    device = get_device(device)
+    labels = labels_of(dataset)
+    check_episode_request(labels, n_way, k_shot, n_query)
+    rng = np.random.default_rng(seed)
+    changed, total = 0, 0
+    with eval_mode(learner):
+        for _ in range(n_episodes):
+            episode = draw_episode(dataset, n_way=n_way, k_shot=k_shot, n_query=n_query, rng=rng,
+                                   labels=labels).to(device)
+            together = learner.predict(episode, **predict_options)
+            for i in range(len(episode.query_y)):
+                alone = Episode(episode.support_x, episode.support_y, episode.query_x[i:i + 1],
+                                episode.query_y[i:i + 1], episode.classes)
+                changed += int(learner.predict(alone, **predict_options)[0] != together[i])
+                total += 1
+    return changed / total
 
 
 @torch.no_grad()

@@ -20,10 +20,10 @@ Example:
 From the command line: ``mlcourse predict --support my_support query.png [more.png ...]``.
 
 A learner trained at a fixed number of ways (the MAML family's head, the black boxes) needs a
-support set of that many classes; the metric learners take any number. Learners that
-normalise with the statistics of the current batch (the MAML family, as in the reference
-code) classify the queries of one call together, so a query's answer can depend on the other
-queries given with it; pass the queries one call each to avoid that.
+support set of that many classes; the metric learners take any number. The MAML family
+normalises with the statistics of the current batch (as in the reference code); here each
+query is normalised in a batch with the support images only (``queries="with_support"``), so
+no query's answer depends on the other queries given with it.
 """
 from __future__ import annotations
 
@@ -184,8 +184,8 @@ def predict_images(learner: nn.Module, support: SupportSet, queries: Sequence[to
 
 def _query_scores(learner: nn.Module, episode: Episode, **predict_options) -> torch.Tensor:
     """Scores ``(Q, n_way)`` of the queries (logits, log-probabilities or negative distances)."""
-    if callable(getattr(learner, "adapted_output", None)):  # the MAML family
-        return learner.adapted_output(episode, **predict_options)
+    if callable(getattr(learner, "adapted_output", None)):  # the MAML family: inductive, query by query
+        return learner.adapted_output(episode, **{"queries": "with_support", **predict_options})
     if callable(getattr(learner, "forward_task", None)):  # the black boxes
         return learner.forward_task(episode)
     if callable(getattr(learner, "scores", None)):  # metric learners

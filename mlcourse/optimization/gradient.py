@@ -92,12 +92,26 @@ class GradientLearner(nn.Module):
                 p.grad = saved[n]
 
     # -- test time --------------------------------------------------------------------------------
-    def adapted_output(self, episode: Episode, *, inner_steps: int | None = None) -> torch.Tensor:
-        """Query outputs after adapting to the support set (no meta-gradient kept)."""
+    def adapted_output(self, episode: Episode, *, inner_steps: int | None = None,
+                       queries: str = "together") -> torch.Tensor:
+        """Query outputs after adapting to the support set (no meta-gradient kept).
+
+        ``queries`` says how a model with batch-statistics BatchNorm sees the queries:
+        ``"together"`` (the reference MAML code: all queries in one batch, normalised with their
+        own statistics, so a query's answer depends on the other queries: *transductive*) or
+        ``"with_support"`` (each query alone in a batch with the support images: its answer
+        depends on the support set and itself only: *inductive*).
+        """
+        if queries not in ("together", "with_support"):
+            raise ValueError(f"queries must be 'together' or 'with_support', got {queries!r}")
         params = self.adapt(episode.support_x, episode.support_y, inner_steps=inner_steps, track_meta_grad=False)
         with torch.no_grad():
-            return self(episode.query_x, params)
+            if queries == "together":
+                return self(episode.query_x, params)
+            n = len(episode.support_x)
+            return torch.cat([self(torch.cat([episode.support_x, x[None]]), params)[n:] for x in episode.query_x])
 
-    def predict(self, episode: Episode, *, inner_steps: int | None = None) -> torch.Tensor:
-        """Predicted query labels after ``inner_steps`` steps on the support set (default: the learner's)."""
-        return self.adapted_output(episode, inner_steps=inner_steps).argmax(dim=-1)
+    def predict(self, episode: Episode, *, inner_steps: int | None = None, queries: str = "together") -> torch.Tensor:
+        """Predicted query labels after ``inner_steps`` steps on the support set (default: the learner's);
+        ``queries`` as in :meth:`adapted_output`."""
+        return self.adapted_output(episode, inner_steps=inner_steps, queries=queries).argmax(dim=-1)
