@@ -33,22 +33,31 @@ REJECTION_SCORES = {
 def open_set_evaluation(model: FewShotClassifier, dataset: Dataset, *, n_way: int = 5, k_shot: int = 1,
                         n_query: int = 15, n_episodes: int = 600, seed: int = 0,
                         device: torch.device | str | None = None,
-                        embeddings: torch.Tensor | None = None) -> dict[str, dict]:
+                        embeddings: torch.Tensor | None = None, temperature: float | None = None) -> dict[str, dict]:
     """AUROC of rejection scores at telling unseen-class queries from support-class queries.
 
     Each episode draws ``2 * n_way`` classes: the support set comes from the first ``n_way``;
     ``n_query`` queries come from each of the ``2 * n_way`` classes, half of them unknown.
     ``embeddings`` (from ``embed_dataset(model, dataset)``) skips embedding the data again.
+    ``temperature`` (e.g. from :func:`mlcourse.calibration.fit_temperature` on validation
+    episodes) adds the score ``"max_softmax_calibrated"``: one minus the largest probability of
+    ``softmax(scores / temperature)``, the max-softmax baseline after temperature scaling.
 
     Returns:
-        For each name in ``REJECTION_SCORES``: ``{"auroc": mean, "ci": half_width,
-        "scores": all scores, "unknown": all 0/1 labels}`` (the last two for an ROC plot).
+        For each score: ``{"auroc": mean, "ci": half_width, "per_episode": each episode's AUROC,
+        "scores": all scores, "unknown": all 0/1 labels}`` (the last two for an ROC plot). The
+        scores are measured on the same episodes, so their ``per_episode`` values pair up.
     """
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    rules = dict(REJECTION_SCORES)
+    if temperature is not None:
+        rules["max_softmax_calibrated"] = lambda s: 1 - torch.softmax(s / temperature, dim=1).max(dim=1).values
     device = get_device(device)
     z = embeddings if embeddings is not None else embed_dataset(model, dataset, device=device)
     labels = labels_of(dataset)
     rng = np.random.default_rng(seed)
-    results = {name: {"per_episode": [], "scores": [], "unknown": []} for name in REJECTION_SCORES}
+    results = {name: {"per_episode": [], "scores": [], "unknown": []} for name in rules}
     support_y = torch.arange(n_way, device=device).repeat_interleave(k_shot)
     for _ in range(n_episodes):
         s, q, _ = sample_episode_indices(labels, 2 * n_way, k_shot, n_query, rng)
@@ -57,7 +66,7 @@ def open_set_evaluation(model: FewShotClassifier, dataset: Dataset, *, n_way: in
         with eval_mode(model):
             scores = model.scores(z[torch.as_tensor(s, device=device)], support_y, z[torch.as_tensor(q, device=device)],
                                   n_way)
-        for name, fn in REJECTION_SCORES.items():
+        for name, fn in rules.items():
             r = fn(scores).cpu().numpy()
             results[name]["per_episode"].append(roc_auc_score(unknown, r))
             results[name]["scores"].append(r)
@@ -65,6 +74,7 @@ def open_set_evaluation(model: FewShotClassifier, dataset: Dataset, *, n_way: in
     out = {}
     for name, res in results.items():
         mean, half = accuracy_ci(res["per_episode"])
-        out[name] = {"auroc": mean, "ci": half, "scores": np.concatenate(res["scores"]),
+        out[name] = {"auroc": mean, "ci": half, "per_episode": np.asarray(res["per_episode"]),
+                     "scores": np.concatenate(res["scores"]),
                      "unknown": np.concatenate(res["unknown"])}
     return out
