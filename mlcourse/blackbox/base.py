@@ -6,7 +6,7 @@ pass: a network reads the labelled support set ``{(x_i, y_i)}`` and produces a t
 that conditions a classifier of the queries, ``p(y | x, S) = h(x, g(S))``. Everything is one
 network, trained end to end on episodes (CS330, lecture 3).
 
-Two ways to read the support set:
+Three ways to read the support set:
 
 * :class:`~mlcourse.blackbox.recurrent.RecurrentLearner`, as in memory-augmented neural networks (Santoro et al., 2016):
   an LSTM reads the support pairs one after the other; each query is then fed with a zero
@@ -16,6 +16,9 @@ Two ways to read the support set:
   each pair is embedded, the embeddings are averaged into a context ``r``, and the query
   classifier reads ``[f(x), r]``. A mean does not depend on the order: the learner is
   permutation invariant by construction (up to floating-point rounding in the sum).
+* :class:`~mlcourse.blackbox.attention.AttentionLearner`, a small transformer in context:
+  support pairs and queries are tokens, and each query attends to the support tokens (an
+  addressable memory, read by content) and to itself. No positional encoding: order invariant.
 
 How a pair ``(x, y)`` enters matters a lot for how fast these learners train. Concatenating
 the features with the one-hot label, ``[f(x), e_y]``, leaves the network to discover

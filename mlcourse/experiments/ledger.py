@@ -190,6 +190,9 @@ CLAIMS: tuple[Claim, ...] = (
           "averaging", "lstm", ("5-way 1-shot", "5-way 5-shot")),
     Claim("Feedforward + average beats an LSTM on one shared, frozen encoder (ProtoNet's)",
           "the course's sources (CS330)", 4, "averaging-pretrained", "lstm-pretrained", ("5-way 1-shot", "5-way 5-shot")),
+    Claim("Attention over the support set (a transformer in context) beats an LSTM reading it in order",
+          "Mishra et al. 2018 (SNAIL); the course's sources (CS330)", 4, "attention", "lstm",
+          ("5-way 1-shot", "5-way 5-shot")),
     Claim("A pre-trained encoder lifts the averaging learner above learning its own",
           "Garnelo et al. 2018; the course's sources", 4, "averaging-pretrained", "averaging",
           ("5-way 1-shot", "5-way 5-shot")),
@@ -351,7 +354,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "transfer (no meta-learning)": ("baseline", "baselinepp", "simpleshot"),
     "optimization": ("maml-1step", "fomaml-1step", "maml-5step", "fomaml-5step", "anil-1step", "protomaml-1step",
                      "metasgd-1step", "reptile-1shot"),
-    "model-based (black box)": ("averaging", "lstm", "averaging-pretrained", "lstm-pretrained"),
+    "model-based (black box)": ("averaging", "lstm", "attention", "averaging-pretrained", "lstm-pretrained"),
 }
 FAMILY_TESTS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
 # the reference each test's paired difference is taken against: ProtoNet trained at that test's shot

@@ -149,9 +149,9 @@ def build_learner(spec: Spec, *, n_classes: int | None = None) -> nn.Module:
         from ..optimization import MAML, MetaSGD, Reptile
         net = conv4_classifier(spec.n_way, o.pop("hidden", 32))
         return {"maml": MAML, "metasgd": MetaSGD, "reptile": Reptile}[kind](net, **o)
-    if kind in ("lstm", "averaging"):
+    if kind in ("lstm", "averaging", "attention"):
         from ..backbones import FrozenEncoder
-        from ..blackbox import AveragingLearner, RecurrentLearner
+        from ..blackbox import AttentionLearner, AveragingLearner, RecurrentLearner
         source = o.pop("encoder_from", None)  # a spec whose trained encoder is reused, frozen
         if source is not None:
             if source not in SPECS or SPECS[source].learner not in ("protonet", "siamese"):
@@ -159,7 +159,8 @@ def build_learner(spec: Spec, *, n_classes: int | None = None) -> nn.Module:
             encoder = FrozenEncoder(build_learner(SPECS[source]).backbone)
         else:
             encoder = Conv4(hidden=o.pop("encoder_hidden", 32))
-        return (RecurrentLearner if kind == "lstm" else AveragingLearner)(n_way=spec.n_way, encoder=encoder, **o)
+        learner = {"lstm": RecurrentLearner, "averaging": AveragingLearner, "attention": AttentionLearner}[kind]
+        return learner(n_way=spec.n_way, encoder=encoder, **o)
     raise ValueError(f"spec {spec.name!r}: unknown learner kind {kind!r}")
 
 
@@ -216,6 +217,8 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     # Lecture 4: black boxes with an encoder learned inside them, trained on 1 to 5 shots.
     Spec("lstm", 4, "lstm", "recurrent learner (LSTM)", options={"hidden": 256}, **_BLACKBOX),
     Spec("averaging", 4, "averaging", "feedforward + average", options={"hidden": 256}, **_BLACKBOX),
+    Spec("attention", 4, "attention", "transformer in context (attention over the support set)",
+         options={"hidden": 128, "layers": 2, "heads": 4}, **_BLACKBOX),
     # The same two black boxes on one shared, frozen encoder (ProtoNet 1-shot's of the same seed):
     # they differ only in how they read the support set, not in the representation they learn.
     Spec("lstm-pretrained", 4, "lstm", "recurrent learner (LSTM), frozen ProtoNet encoder",
