@@ -29,7 +29,7 @@ def expected_calibration_error(probs: torch.Tensor | np.ndarray, labels: torch.T
     Returns a number in [0, 1]: 0 when every bin's accuracy equals its mean confidence.
     """
     probs = torch.as_tensor(probs, dtype=torch.float64)
-    labels = torch.as_tensor(labels)
+    labels = torch.as_tensor(labels, device=probs.device)
     if probs.dim() != 2 or len(probs) != len(labels) or len(labels) == 0:
         raise ValueError(f"probs must be (n, n_classes) and labels (n,) with n > 0, got {tuple(probs.shape)} "
                          f"and {tuple(labels.shape)}")
@@ -53,7 +53,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, max_iter: int
     Fitted on ``log T`` with L-BFGS (so ``T`` stays positive), starting from ``T = 1``.
     """
     logits = torch.as_tensor(logits).detach().double()
-    labels = torch.as_tensor(labels)
+    labels = torch.as_tensor(labels, device=logits.device)
     if logits.dim() != 2 or len(logits) != len(labels) or len(labels) == 0:
         raise ValueError(f"logits must be (n, n_classes) and labels (n,) with n > 0, got {tuple(logits.shape)} "
                          f"and {tuple(labels.shape)}")
@@ -79,11 +79,15 @@ def episode_scores(learner, dataset, *, n_way: int = 5, k_shot: int = 1, n_query
     The episodes are those of :func:`~mlcourse.evaluation.evaluate` with the same ``seed``.
     """
     from .device import get_device
-    from .episodes import labels_of, sample_episode_indices
+    from .episodes import check_episode_request, labels_of, sample_episode_indices
     from .evaluation import embed_dataset, eval_mode
 
+    if not (callable(getattr(learner, "embed", None)) and callable(getattr(learner, "scores", None))):
+        raise TypeError(f"episode_scores needs an embedding learner (with embed and scores, e.g. ProtoNet); "
+                        f"{type(learner).__name__} has no scores of its own")
     device = get_device(device)
     labels = labels_of(dataset)
+    check_episode_request(labels, n_way, k_shot, n_query)
     rng = np.random.default_rng(seed)
     support_y = torch.arange(n_way, device=device).repeat_interleave(k_shot)
     query_y = torch.arange(n_way, device=device).repeat_interleave(n_query)

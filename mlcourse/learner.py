@@ -15,6 +15,11 @@ A learner that classifies by comparing embeddings may also implement ``embed(x)`
 (:func:`mlcourse.evaluation.evaluate`) then embeds the test set once and draws every test
 episode from the embeddings, which makes 600 test episodes cost one pass over the data.
 
+A learner that keeps statistics of its training data may also implement
+``end_training(source)``: :func:`mlcourse.training.meta_train` calls it once, on the best
+weights, with the labelled training data (SimpleShot's mean feature of the background classes
+is computed there).
+
 The families fill the protocol differently:
 
 - metric-based: ``meta_step`` trains the embedding (and the scorer); ``predict`` compares

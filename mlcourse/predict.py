@@ -19,6 +19,13 @@ Example:
 
 From the command line: ``mlcourse predict --support my_support query.png [more.png ...]``.
 
+The probabilities are the softmax of the learner's own scores (ProtoNet's negative squared
+distances, a Matching network's log-attention, a fitted head's logits ...). Nothing calibrates
+them, and how sharp they are differs from learner to learner (SimpleShot's distances between unit
+vectors and Baseline++'s scaled cosines give flat ones): compare the ranking of the classes, not
+the numbers across learners (:mod:`mlcourse.calibration` fits a temperature on held-out episodes).
+Files in a class folder that are not named as images (``.png``, ``.jpg`` ...) are skipped.
+
 A learner trained at a fixed number of ways (the MAML family's head, the black boxes) needs a
 support set of that many classes; the metric learners take any number. The MAML family
 normalises with the statistics of the current batch (as in the reference code); here each
@@ -116,7 +123,8 @@ def load_support_folder(folder: str | Path, *, k_shot: int | None = None, size: 
     if len(class_dirs) < 2:
         raise ValueError(f"{folder} holds {len(class_dirs)} class folder(s); put each class's images in its own "
                          "sub-folder, at least two classes (e.g. support/alpha/*.png, support/beta/*.png)")
-    files = {d.name: sorted(f for f in d.iterdir() if f.is_file() and not f.name.startswith(".")) for d in class_dirs}
+    files = {d.name: sorted(f for f in d.iterdir() if f.is_file() and not f.name.startswith(".")
+                            and f.suffix.lower() in IMAGE_SUFFIXES) for d in class_dirs}
     empty = [name for name, fs in files.items() if not fs]
     if empty:
         raise ValueError(f"the class folder(s) {', '.join(repr(e) for e in empty)} in {folder} hold no images; "
@@ -157,7 +165,8 @@ def predict_images(learner: nn.Module, support: SupportSet, queries: Sequence[to
         learner: A trained learner (e.g. :func:`~mlcourse.experiments.records.load_learner`).
         support: From :func:`load_support_folder`.
         queries: Images ``(1, 28, 28)`` (e.g. from :func:`load_image`), or a tensor ``(Q, 1, 28, 28)``.
-        **predict_options: Passed to the learner (e.g. ``inner_steps=10`` for MAML).
+        **predict_options: Passed to the MAML family (e.g. ``inner_steps=10``) or to a learner's
+            ``predict``; the metric learners and the black boxes take none.
     """
     from .learner import check_learner
 
@@ -186,9 +195,11 @@ def _query_scores(learner: nn.Module, episode: Episode, **predict_options) -> to
     """Scores ``(Q, n_way)`` of the queries (logits, log-probabilities or negative distances)."""
     if callable(getattr(learner, "adapted_output", None)):  # the MAML family: inductive, query by query
         return learner.adapted_output(episode, **{"queries": "with_support", **predict_options})
+    if predict_options and not callable(getattr(learner, "adapted_output", None)):
+        raise ValueError(f"{type(learner).__name__} takes no prediction options, got {sorted(predict_options)}")
     if callable(getattr(learner, "forward_task", None)):  # the black boxes
         return learner.forward_task(episode)
     if callable(getattr(learner, "scores", None)):  # metric learners
         return learner(episode.support_x, episode.support_y, episode.query_x)
-    pred = learner.predict(episode, **predict_options)  # a learner that only names a label
+    pred = learner.predict(episode)  # a learner that only names a label
     return torch.nn.functional.one_hot(pred, len(episode.classes)).float().log()

@@ -207,6 +207,9 @@ def meta_train(learner: torch.nn.Module, source, *, n_steps: int, meta_batch_siz
             break
     bar.close()
     run.load_best()
+    end_training = getattr(learner, "end_training", None)
+    if callable(end_training) and isinstance(source, Dataset):  # statistics of the training data, on the best weights
+        end_training(source)
     return history
 
 

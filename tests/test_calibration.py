@@ -62,3 +62,13 @@ def test_open_set_adds_the_calibrated_max_softmax_on_the_same_episodes(tiny_eval
     assert len(cal["nearest_distance"]["per_episode"]) == 4
     with pytest.raises(ValueError, match="temperature must be positive"):
         open_set_evaluation(model, tiny_eval, n_episodes=1, device="cpu", temperature=0.0)
+
+
+def test_episode_scores_refuse_a_learner_without_scores_and_an_impossible_episode(tiny_eval):
+    from mlcourse.optimization import MAML
+    from mlcourse.experiments.specs import conv4_classifier
+
+    with pytest.raises(TypeError, match="needs an embedding learner"):
+        episode_scores(MAML(conv4_classifier()), tiny_eval, n_episodes=1, device="cpu")
+    with pytest.raises(ValueError):
+        episode_scores(PrototypicalNetwork(Conv4(hidden=8)), tiny_eval, n_way=10_000, n_episodes=1, device="cpu")

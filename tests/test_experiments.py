@@ -210,7 +210,9 @@ def _claim(kind="greater"):
 
 
 @pytest.mark.parametrize("gap, kind, expected", [(0.10, "greater", HOLDS), (-0.10, "greater", FAILS),
-                                                 (0.0, "equal", HOLDS), (0.10, "equal", FAILS)])
+                                                 (0.0, "equal", HOLDS), (0.10, "equal", FAILS),
+                                                 (0.0, "not_worse", HOLDS), (0.10, "not_worse", HOLDS),
+                                                 (-0.10, "not_worse", FAILS)])
 def test_ledger_decides_with_three_converged_seeds(tmp_path, gap, kind, expected):
     rng = np.random.default_rng(0)
     for seed in range(3):

@@ -91,6 +91,8 @@ def test_bad_support_folders_say_what_is_wrong(tmp_path, folder):
     (support_dir / "delta").rmdir()
     with pytest.raises(ValueError, match="3 shots per class asked for, but 'alpha' has 2"):
         load_support_folder(support_dir, k_shot=3)
+    (support_dir / "beta" / "Thumbs.db").write_text("not an image, and not named as one: skipped")
+    assert load_support_folder(support_dir).k_shot == 2
     (support_dir / "beta" / "notes.png").write_text("not an image")
     with pytest.raises(ValueError, match="cannot read .*notes.png as an image"):
         load_support_folder(support_dir)

@@ -6,7 +6,9 @@ reuses it (feature reuse). Their answer is ANIL: the inner loop updates only the
 \\mathcal{L}^{\\text{sup}}(\\theta_{\\text{body}}, \\theta_{\\text{head}})`, the body
 :math:`\\theta_{\\text{body}}` is the same for every task, and the outer loop still trains both
 (the meta-gradient reaches the body through the support features and the query features).
-The support images go through the body once per task instead of once per inner step.
+The support images go through the body once per task instead of once per inner step. With
+``first_order=True`` the head's inner gradients are constants, so the meta-gradient reaches the
+body only through the query features.
 """
 from __future__ import annotations
 

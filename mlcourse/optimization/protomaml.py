@@ -44,25 +44,33 @@ class ProtoMAML(MAML):
         super().__init__(model, **kwargs)
 
     def adapt(self, x, y, *, inner_steps=None, first_order=False, track_meta_grad=True) -> Params:
+        """Body and head adapted to the support set; the head starts at :func:`prototype_head`.
+
+        Every inner step is MAML's step on the body and the head as *separate* variables: the
+        gradient for the body holds the head fixed, even though the head's start was computed
+        from the body (that dependence is what the outer gradient follows, not the inner one).
+        ``torch.func.grad`` gives these partial derivatives and keeps them differentiable for
+        the exact meta-gradient.
+        """
         steps = self.inner_steps if inner_steps is None else inner_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"inner_steps must be an int >= 0, got {steps!r}")
+        fo = first_order or not track_meta_grad
         with torch.enable_grad():
             body = parameters_of(self.model)
             if not track_meta_grad:
-                body = {n: p.detach().requires_grad_() for n, p in body.items()}
+                body = {n: p.detach() for n, p in body.items()}
             w, b = prototype_head(functional_forward(self.model, body, x), y, int(y.max()) + 1)
             params = {**body, HEAD[0]: w, HEAD[1]: b}
+
+            def support_loss(p):
+                return self.loss_fn(self(x, p), y)
+
             for _ in range(steps):
-                loss = self.loss_fn(self(x, params), y)
-                names = list(params)
-                fo = first_order or not track_meta_grad
-                # the head's start hangs on the support graph: keep it for the outer backward
-                grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=not fo,
-                                            retain_graph=track_meta_grad, allow_unused=True)
-                params = update(params, dict(zip(names, grads)), self.inner_lrs(), fo)
+                grads = torch.func.grad(support_loss)(params)  # partial derivatives, one per variable
+                params = update(params, grads, self.inner_lrs(), fo)
                 if not track_meta_grad:
-                    params = {n: p.detach().requires_grad_() for n, p in params.items()}
+                    params = {n: p.detach() for n, p in params.items()}
         return params
 
     def forward(self, x, params: Params | None = None):

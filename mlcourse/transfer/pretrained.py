@@ -57,11 +57,15 @@ def fit_episode_head(support_z: torch.Tensor, support_y: torch.Tensor, n_way: in
     """A new classifier fitted on frozen support features: linear (Baseline) or cosine (Baseline++).
 
     The head is drawn at random (from ``seed``, so an episode's prediction never depends on
-    what ran before) and fitted to the support cross-entropy plus ``weight_decay / 2`` times its
-    squared weights, with full-batch L-BFGS for ``steps`` iterations. Chen et al.'s code runs
-    100 epochs of SGD at rate 0.01 instead; that recipe stops far from the optimum when the
-    features are small (their norm depends on the backbone), and a few-shot result should not
-    depend on how far a convex fit was run. For the linear head the problem is convex.
+    what ran before, and the global random stream is not touched) and fitted to the support
+    cross-entropy with full-batch L-BFGS for ``steps`` iterations. Chen et al.'s code runs 100
+    epochs of SGD at rate 0.01 instead; that recipe stops far from the optimum when the features
+    are small (their norm depends on the backbone), and a few-shot result should not depend on
+    how far a fit was run. The linear head adds ``weight_decay / 2`` times its squared weights,
+    which makes its problem strictly convex (one optimum, however it starts). The cosine head's
+    loss does not see the norm of its weights, so a decay would only shrink them towards zero
+    without a minimum: it gets none; its problem is not convex, and its optimum is the one
+    L-BFGS reaches from the seeded start.
 
     Returns:
         The fitted head (``(Q, D)`` -> ``(Q, n_way)`` logits), in eval mode.
@@ -69,19 +73,21 @@ def fit_episode_head(support_z: torch.Tensor, support_y: torch.Tensor, n_way: in
     z = support_z.detach().flatten(1)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     w = torch.randn(n_way, z.shape[1], generator=generator) * z.shape[1] ** -0.5
-    if cosine:
-        head: nn.Module = CosineClassifier(z.shape[1], n_way, scale=scale)
-    else:
-        head = nn.Linear(z.shape[1], n_way)
-        head.bias.data.zero_()
+    with torch.random.fork_rng(devices=[]):  # building a layer draws its default init: keep it off the stream
+        if cosine:
+            head: nn.Module = CosineClassifier(z.shape[1], n_way, scale=scale)
+        else:
+            head = nn.Linear(z.shape[1], n_way)
+            head.bias.data.zero_()
     head.weight.data.copy_(w)
     head = head.to(device=z.device, dtype=z.dtype)
+    decay = 0.0 if cosine else weight_decay
     opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=steps, history_size=20,
                             line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(head(z), support_y) + weight_decay / 2 * head.weight.pow(2).sum()
+        loss = F.cross_entropy(head(z), support_y) + decay / 2 * head.weight.pow(2).sum()
         loss.backward()
         return loss
 
@@ -102,9 +108,12 @@ class PretrainedClassifier(FewShotClassifier):
         scale: The cosine classifier's scale when pretraining (Baseline++ only).
         head_scale, head_steps: The per-episode head's cosine scale and L-BFGS iterations
             (:func:`fit_episode_head`; Chen et al.'s code scales by 2 below 200 classes, 10 above).
-        mean_momentum: The mean background feature (SimpleShot's centre) is a running average
-            over the training batches, as BatchNorm keeps its running mean; the trained weights
-            and the mean are saved together.
+        mean_momentum: SimpleShot's centre, the mean feature of the background classes, is a
+            running average over the training batches while training (for the validations: it
+            starts at the first batch's mean, so it is never biased towards zero); when training
+            ends, :meth:`end_training` replaces it with the mean over every background image
+            under the final weights in eval mode, as Wang et al. compute it. The weights and
+            the mean are saved together.
 
     With ``rule="cosine"`` the pretraining classifier is cosine too, as in Baseline++; with the
     other two rules it is linear.
@@ -125,6 +134,7 @@ class PretrainedClassifier(FewShotClassifier):
         self.mean_momentum = float(mean_momentum)
         self.classifier = CosineClassifier(dim, n_classes, scale) if rule == "cosine" else nn.Linear(dim, n_classes)
         self.register_buffer("feature_mean", torch.zeros(dim))
+        self.register_buffer("mean_batches", torch.zeros((), dtype=torch.long))
 
     def extra_repr(self) -> str:
         return f"rule={self.rule!r}, n_classes={self.n_classes}, head_steps={self.head_steps}"
@@ -155,13 +165,26 @@ class PretrainedClassifier(FewShotClassifier):
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            self.feature_mean.lerp_(z.detach().mean(0), self.mean_momentum)
+            rate = 1.0 if int(self.mean_batches) == 0 else self.mean_momentum
+            self.feature_mean.lerp_(z.detach().mean(0), rate)
+            self.mean_batches += 1
         outputs, start = [], 0
         for t in tasks:
             n_s, n_q = len(t.support_y), len(t.query_y)
             outputs.append(logits[start + n_s:start + n_s + n_q][:, t.classes].detach())
             start += n_s + n_q
         return StepResult(loss.item(), outputs)
+
+    @torch.no_grad()
+    def end_training(self, source) -> None:
+        """Called by :func:`~mlcourse.training.meta_train` on the best weights: SimpleShot's centre
+        becomes the mean feature of every image of the training data ``source``, in eval mode."""
+        from ..evaluation import embed_dataset
+
+        if self.rule != "simpleshot":
+            return  # only SimpleShot reads the centre
+        device = self.feature_mean.device
+        self.feature_mean.copy_(embed_dataset(self, source, device=device).mean(0))
 
     def scores(self, support_z, support_y, query_z, n_way):
         """Scores of the episode's rule, ``(Q, n_way)``; the backbone is never updated here."""

@@ -111,3 +111,23 @@ def test_predict_works_under_no_grad_as_the_evaluator_calls_it():
         with torch.no_grad():
             pred = learner.predict(task, inner_steps=3)
         assert pred.shape == task.query_y.shape
+
+
+@pytest.mark.parametrize("first_order", [False, True], ids=["exact", "first-order"])
+def test_a_protomaml_step_is_a_maml_step_from_the_prototype_head(first_order):
+    """The inner step treats body and head as separate variables: it equals MAML's step on Sequential(body, Linear)
+    whose head is set to the prototype head (and so do the adapted parameters after two steps)."""
+    task = tasks_for((1, 8, 8), n_tasks=1)[0]
+    proto = ProtoMAML(small_body(), inner_lr=0.3, inner_steps=2, first_order=first_order)
+    ours = proto.adapt(task.support_x, task.support_y, first_order=first_order)
+    body = small_body()
+    with torch.no_grad():
+        w, b = prototype_head(body(task.support_x).flatten(1), task.support_y, 3)
+    net = nn.Sequential(body, nn.Flatten(), nn.Linear(w.shape[1], 3)).double()
+    with torch.no_grad():
+        net[2].weight.copy_(w), net[2].bias.copy_(b)
+    maml = MAML(net, inner_lr=0.3, inner_steps=2, first_order=first_order)
+    theirs = maml.adapt(task.support_x, task.support_y, first_order=first_order)
+    for name, p in ours.items():
+        other = theirs["2." + name.split(".", 1)[1]] if name.startswith("head.") else theirs["0." + name]
+        torch.testing.assert_close(p, other)

@@ -118,3 +118,25 @@ def test_pretrained_classifiers_learn_above_chance(rule, tiny_root, tiny_eval):
                device="cpu", progress=False)
     result = evaluate(model, tiny_eval, n_way=5, k_shot=1, n_query=15, n_episodes=100, seed=3, device="cpu")
     assert result.mean - result.half_width > 0.2 + 0.25, result  # chance is 0.2
+
+
+def test_simpleshot_centre_is_the_final_models_mean_over_the_training_images(tiny_root):
+    from mlcourse.data import FontGlot
+    from mlcourse.episodes import labels_of
+    from mlcourse.evaluation import embed_dataset
+
+    background = FontGlot("background", preset="tiny", root=tiny_root, progress=False)
+    torch.manual_seed(0)
+    model = PretrainedClassifier(Conv4(hidden=8), n_classes=int(labels_of(background).max()) + 1, rule="simpleshot")
+    meta_train(model, background, n_steps=3, n_way=5, k_shot=1, n_query=3, seed=0, device="cpu", progress=False)
+    torch.testing.assert_close(model.feature_mean, embed_dataset(model, background, device="cpu").mean(0))
+    assert int(model.mean_batches) == 3
+
+
+def test_fitting_a_head_leaves_the_global_random_stream_alone():
+    z, y = torch.randn(6, 8), torch.tensor([0, 0, 1, 1, 2, 2])
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    fit_episode_head(z, y, 3), fit_episode_head(z, y, 3, cosine=True)
+    torch.testing.assert_close(torch.rand(3), expected)
