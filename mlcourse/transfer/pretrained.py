@@ -133,8 +133,7 @@ class PretrainedClassifier(FewShotClassifier):
         self.head_scale, self.head_steps = float(head_scale), int(head_steps)
         self.mean_momentum = float(mean_momentum)
         self.classifier = CosineClassifier(dim, n_classes, scale) if rule == "cosine" else nn.Linear(dim, n_classes)
-        self.register_buffer("feature_mean", torch.zeros(dim))
-        self.register_buffer("mean_batches", torch.zeros((), dtype=torch.long))
+        self.register_buffer("feature_mean", torch.zeros(dim))  # all zeros: no batch seen yet
 
     def extra_repr(self) -> str:
         return f"rule={self.rule!r}, n_classes={self.n_classes}, head_steps={self.head_steps}"
@@ -165,9 +164,8 @@ class PretrainedClassifier(FewShotClassifier):
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            rate = 1.0 if int(self.mean_batches) == 0 else self.mean_momentum
+            rate = 1.0 if not bool(self.feature_mean.any()) else self.mean_momentum  # the first batch sets it
             self.feature_mean.lerp_(z.detach().mean(0), rate)
-            self.mean_batches += 1
         outputs, start = [], 0
         for t in tasks:
             n_s, n_q = len(t.support_y), len(t.query_y)
