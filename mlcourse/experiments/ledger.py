@@ -416,6 +416,10 @@ def families_html(*, root: str | Path | None = None, dataset: str | None = None)
                 acc += f" ({100 * v.difference:+.1f}{hw})"
             cells.append(acc)
         cells.append(f"{row['minutes']:.1f}" if np.isfinite(row["minutes"]) else "—")
+        papers = [f"{test}: {number:.1f} ({source})" for _, source, spec, numbers in PAPERS if spec == row["spec"]
+                  for test, number in numbers.items()]
+        cells.append("; ".join(papers) if papers else "—")
         out.append(cells)
-    header = ["family", "learner", "trained at shots", "seeds", *FAMILY_TESTS, "training minutes per seed"]
+    header = ["family", "learner", "trained at shots", "seeds", *FAMILY_TESTS, "training minutes per seed",
+              "the paper's own numbers (Omniglot)"]
     return _table(header, out)
