@@ -79,23 +79,17 @@ def episode_scores(learner, dataset, *, n_way: int = 5, k_shot: int = 1, n_query
     The episodes are those of :func:`~mlcourse.evaluation.evaluate` with the same ``seed``.
     """
     from .device import get_device
-    from .episodes import check_episode_request, labels_of, sample_episode_indices
-    from .evaluation import embed_dataset, eval_mode
+    from .episodes import check_episode_request, labels_of
+    from .evaluation import episode_score_stream, eval_mode
 
     if not (callable(getattr(learner, "embed", None)) and callable(getattr(learner, "scores", None))):
         raise TypeError(f"episode_scores needs an embedding learner (with embed and scores, e.g. ProtoNet); "
                         f"{type(learner).__name__} has no scores of its own")
     device = get_device(device)
-    labels = labels_of(dataset)
-    check_episode_request(labels, n_way, k_shot, n_query)
-    rng = np.random.default_rng(seed)
-    support_y = torch.arange(n_way, device=device).repeat_interleave(k_shot)
-    query_y = torch.arange(n_way, device=device).repeat_interleave(n_query)
-    out = []
+    check_episode_request(labels_of(dataset), n_way, k_shot, n_query)
+    query_y = torch.arange(n_way).repeat_interleave(n_query)
     with eval_mode(learner):
-        z = embed_dataset(learner, dataset, device=device)
-        for _ in range(n_episodes):
-            s, q, _ = sample_episode_indices(labels, n_way, k_shot, n_query, rng)
-            out.append(learner.scores(z[torch.as_tensor(s, device=device)], support_y,
-                                      z[torch.as_tensor(q, device=device)], n_way).cpu())
-    return torch.cat(out), query_y.cpu().repeat(n_episodes)
+        scores = [s.cpu() for s in episode_score_stream(learner, dataset, n_way=n_way, k_shot=k_shot, n_query=n_query,
+                                                        n_episodes=n_episodes, rng=np.random.default_rng(seed),
+                                                        device=device)]
+    return torch.cat(scores), query_y.repeat(n_episodes)

@@ -26,7 +26,7 @@ from .episodes import Episode, check_episode_request, draw_episode, images_of, l
 from .progress import tqdm
 
 __all__ = ["accuracy_ci", "EvalResult", "Difference", "evaluate", "paired_difference", "eval_mode", "embed_dataset",
-           "query_dependence",
+           "query_dependence", "episode_score_stream",
            "accuracy", "correct"]
 
 Z_95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
@@ -148,6 +148,24 @@ def embed_dataset(model: nn.Module, dataset: Dataset, *, batch_size: int = 512,
 Predictor = Callable[[Episode], torch.Tensor]
 
 
+def episode_score_stream(learner: nn.Module, dataset: Dataset, *, n_way: int, k_shot: int, n_query: int,
+                         n_episodes: int, rng: np.random.Generator, device: torch.device | str,
+                         embeddings: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+    """The query scores ``(n_way * n_query, n_way)`` of an embedding learner, episode after episode.
+
+    The data set is embedded once (unless ``embeddings`` are given); each episode's indices are
+    drawn from ``rng``, as :func:`evaluate` draws them, so a generator seeded alike gives the
+    episodes of :func:`evaluate`. The caller puts the learner in eval mode.
+    """
+    labels = labels_of(dataset)
+    z = embeddings if embeddings is not None else embed_dataset(learner, dataset, device=device)
+    support_y = torch.arange(n_way, device=device).repeat_interleave(k_shot)
+    for _ in range(n_episodes):
+        s, q, _ = sample_episode_indices(labels, n_way, k_shot, n_query, rng)
+        yield learner.scores(z[torch.as_tensor(s, device=device)], support_y, z[torch.as_tensor(q, device=device)],
+                             n_way)
+
+
 @torch.no_grad()
 def evaluate(learner: nn.Module | Predictor, dataset: Dataset, *, n_way: int, k_shot: int, n_query: int = 15,
              n_episodes: int = 600, seed: int = 0, device: torch.device | str | None = None,
@@ -174,24 +192,21 @@ def evaluate(learner: nn.Module | Predictor, dataset: Dataset, *, n_way: int, k_
     labels = labels_of(dataset)
     check_episode_request(labels, n_way, k_shot, n_query)
     rng = np.random.default_rng(seed)
-    support_y = torch.arange(n_way, device=device).repeat_interleave(k_shot)
     query_y = torch.arange(n_way, device=device).repeat_interleave(n_query)
     embedded = isinstance(learner, nn.Module) and callable(getattr(learner, "embed", None)) \
         and callable(getattr(learner, "scores", None)) and not predict_options
     accs = np.empty(n_episodes)
     with eval_mode(learner) if isinstance(learner, nn.Module) else contextlib.nullcontext():
-        if embedded and embeddings is None:
-            embeddings = embed_dataset(learner, dataset, device=device)
-        for i in tqdm(range(n_episodes), desc="evaluating", disable=not progress, leave=False):
-            if embedded:
-                s, q, _ = sample_episode_indices(labels, n_way, k_shot, n_query, rng)
-                pred = learner.scores(embeddings[torch.as_tensor(s, device=device)], support_y,
-                                      embeddings[torch.as_tensor(q, device=device)], n_way).argmax(dim=1)
-            else:
-                episode = draw_episode(dataset, n_way=n_way, k_shot=k_shot, n_query=n_query, rng=rng,
-                                       labels=labels).to(device)
-                predict = learner.predict if isinstance(learner, nn.Module) else learner
-                pred = torch.as_tensor(predict(episode, **predict_options), device=device)
+        if embedded:
+            preds = (s.argmax(dim=1) for s in episode_score_stream(learner, dataset, n_way=n_way, k_shot=k_shot,
+                                                                    n_query=n_query, n_episodes=n_episodes, rng=rng,
+                                                                    device=device, embeddings=embeddings))
+        else:
+            predict = learner.predict if isinstance(learner, nn.Module) else learner
+            preds = (torch.as_tensor(predict(draw_episode(dataset, n_way=n_way, k_shot=k_shot, n_query=n_query,
+                                                          rng=rng, labels=labels).to(device), **predict_options),
+                                     device=device) for _ in range(n_episodes))
+        for i, pred in enumerate(tqdm(preds, total=n_episodes, desc="evaluating", disable=not progress, leave=False)):
             if pred.shape != query_y.shape:
                 raise ValueError(f"predict returned shape {tuple(pred.shape)}, expected {tuple(query_y.shape)} "
                                  "(one label per query)")
