@@ -27,6 +27,7 @@ from .records import load_records, stale_reason, test_result
 from .specs import SPECS
 
 __all__ = ["Claim", "Verdict", "CLAIMS", "PAPERS", "verdicts", "ledger_html", "papers_html", "compare", "compare_specs",
+           "claim_verdict",
            "SeedSummary", "seed_summary", "results_table", "claims_of", "current_records", "FAMILIES",
            "family_rows", "families_html"]
 
@@ -299,6 +300,15 @@ def papers_html(*, root: str | Path | None = None, dataset: str | None = None) -
     return _table(["method", "test", "paper (Omniglot)", "ours", "our spec", "paper's source"], rows)
 
 
+def claim_verdict(a: str, b: str, *, root: str | Path | None = None, dataset: str | None = None) -> Verdict:
+    """The verdict of the ledger's claim comparing spec ``a`` with spec ``b`` (the first such claim of :data:`CLAIMS`),
+    with the claim's own tests, kind and margin: what a lecture glues is what the ledger page says."""
+    for claim in CLAIMS:
+        if (claim.a, claim.b) == (a, b):
+            return compare(claim, root=root, dataset=dataset)
+    raise KeyError(f"no claim of the ledger compares {a} with {b}")
+
+
 def compare_specs(a: str, b: str, test: str = "5-way 1-shot", *, kind: str = "greater", margin: float = 0.02,
                   test_b: str | None = None, root: str | Path | None = None, dataset: str | None = None) -> Verdict:
     """The verdict on "``a`` beats ``b``" (``kind="greater"``) or "they are equal" (``"equal"``) at ``test``."""
@@ -318,7 +328,7 @@ class SeedSummary:
     def __str__(self) -> str:
         spread = f" ± {100 * self.half_width:.1f}" if np.isfinite(self.half_width) else ""
         n = len(self.per_seed)
-        return f"{100 * self.mean:.1f}{spread} ({n} seed{'s' if n > 1 else ''})"
+        return f"{100 * self.mean:.1f}{spread}% ({n} seed{'s' if n > 1 else ''})"
 
 
 def seed_summary(spec: str, test: str, *, root: str | Path | None = None, dataset: str | None = None
