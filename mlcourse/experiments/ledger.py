@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from ..evaluation import paired_difference
-from .records import load_records, stale_reason, test_result
+from .records import load_learner, load_records, stale_reason, test_result
 from .specs import SPECS
 
 __all__ = ["Claim", "Verdict", "CLAIMS", "PAPERS", "verdicts", "ledger_html", "papers_html", "compare", "compare_specs",
@@ -383,7 +383,8 @@ def family_rows(*, root: str | Path | None = None, dataset: str | None = None) -
     """One row per learner spec of :data:`FAMILIES`: accuracy per test over seeds, the paired difference
     against ProtoNet trained at the test's shot (mean over seeds ± t interval), seeds, minutes per seed.
 
-    Each row is a dict with ``family``, ``spec``, ``title``, ``trained_shots``, ``seeds``,
+    Each row is a dict with ``family``, ``spec``, ``title``, ``trained_shots``, ``seeds``, ``parameters``
+    (of the trained learner, frozen encoders included; ``None`` before any record),
     ``minutes`` (mean training minutes per seed, validations included), and per test in
     :data:`FAMILY_TESTS` a :class:`SeedSummary` (or ``None``) under ``tests`` and a
     :class:`Verdict` (or ``None``) under ``against_protonet``.
@@ -400,7 +401,11 @@ def family_rows(*, root: str | Path | None = None, dataset: str | None = None) -
                 ref = FAMILY_REFERENCE[test]
                 against[test] = (compare_specs(name, ref, test, root=root, dataset=dataset)
                                  if tests[test] is not None and name != ref else None)
-            rows.append({"family": family, "spec": name, "title": spec.title,
+            parameters = None
+            if records:  # the size of the trained learner (meta-learned rates and pretraining heads included)
+                learner = load_learner(name, records[0]["seed"], root=root, dataset=dataset)
+                parameters = sum(p.numel() for p in learner.parameters())
+            rows.append({"family": family, "spec": name, "title": spec.title, "parameters": parameters,
                          "trained_shots": f"{min(shots)}-{max(shots)}" if isinstance(shots, tuple) else str(shots),
                          "seeds": len(records),
                          "minutes": float(np.mean([r["training"]["seconds"] for r in records])) / 60 if records
@@ -414,7 +419,8 @@ def families_html(*, root: str | Path | None = None, dataset: str | None = None)
     difference against ProtoNet trained at that shot (points, mean ± t interval over seeds)."""
     out = []
     for row in family_rows(root=root, dataset=dataset):
-        cells = [row["family"], row["title"], row["trained_shots"], str(row["seeds"])]
+        cells = [row["family"], row["title"], row["trained_shots"], str(row["seeds"]),
+                 f"{row['parameters']:,}" if row["parameters"] is not None else "—"]
         for test in FAMILY_TESTS:
             s, v = row["tests"][test], row["against_protonet"][test]
             if s is None:
@@ -430,6 +436,6 @@ def families_html(*, root: str | Path | None = None, dataset: str | None = None)
                   for test, number in numbers.items()]
         cells.append("; ".join(papers) if papers else "—")
         out.append(cells)
-    header = ["family", "learner", "trained at shots", "seeds", *FAMILY_TESTS, "training minutes per seed",
+    header = ["family", "learner", "trained at shots", "seeds", "parameters", *FAMILY_TESTS, "training minutes per seed",
               "the paper's own numbers (Omniglot)"]
     return _table(header, out)
