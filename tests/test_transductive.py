@@ -9,8 +9,9 @@ from mlcourse.optimization import GradientLearner
 
 # The MAML family normalises with the statistics of the current batch (as the reference code does): with
 # all queries in one batch its answers depend on the other queries. Every other learner must not.
-TRANSDUCTIVE = {name for name, spec in SPECS.items() if spec.learner in ("maml", "metasgd", "reptile", "anil",
-                                                                        "protomaml")}
+from mlcourse.experiments.ledger import TRANSDUCTIVE_KINDS
+
+TRANSDUCTIVE = {name for name, spec in SPECS.items() if spec.learner in TRANSDUCTIVE_KINDS}
 
 
 def _learner(name, tiny_root):

@@ -374,6 +374,9 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "model-based (black box)": ("averaging", "lstm", "attention", "averaging-pretrained", "lstm-pretrained"),
 }
 FAMILY_TESTS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
+# learner kinds whose test-time answers depend on the other queries of the episode: BatchNorm on the batch of
+# queries, as the MAML reference code does (tests/test_transductive.py checks every spec either way)
+TRANSDUCTIVE_KINDS = ("maml", "metasgd", "reptile", "anil", "protomaml")
 # the reference each test's paired difference is taken against: ProtoNet trained at that test's shot
 FAMILY_REFERENCE = {"5-way 1-shot": "protonet-1shot", "5-way 5-shot": "protonet-5shot",
                     "20-way 1-shot": "protonet-1shot", "20-way 5-shot": "protonet-5shot"}
@@ -384,7 +387,8 @@ def family_rows(*, root: str | Path | None = None, dataset: str | None = None) -
     against ProtoNet trained at the test's shot (mean over seeds ± t interval), seeds, minutes per seed.
 
     Each row is a dict with ``family``, ``spec``, ``title``, ``trained_shots``, ``seeds``, ``parameters``
-    (of the trained learner, frozen encoders included; ``None`` before any record),
+    (of the trained learner, frozen encoders included; ``None`` before any record), ``inference``
+    (``"transductive"`` where the answers depend on the other queries, see :data:`TRANSDUCTIVE_KINDS`),
     ``minutes`` (mean training minutes per seed, validations included), and per test in
     :data:`FAMILY_TESTS` a :class:`SeedSummary` (or ``None``) under ``tests`` and a
     :class:`Verdict` (or ``None``) under ``against_protonet``.
@@ -406,6 +410,7 @@ def family_rows(*, root: str | Path | None = None, dataset: str | None = None) -
                 learner = load_learner(name, records[0]["seed"], root=root, dataset=dataset)
                 parameters = sum(p.numel() for p in learner.parameters())
             rows.append({"family": family, "spec": name, "title": spec.title, "parameters": parameters,
+                         "inference": "transductive" if spec.learner in TRANSDUCTIVE_KINDS else "inductive",
                          "trained_shots": f"{min(shots)}-{max(shots)}" if isinstance(shots, tuple) else str(shots),
                          "seeds": len(records),
                          "minutes": float(np.mean([r["training"]["seconds"] for r in records])) / 60 if records
@@ -420,7 +425,7 @@ def families_html(*, root: str | Path | None = None, dataset: str | None = None)
     out = []
     for row in family_rows(root=root, dataset=dataset):
         cells = [row["family"], row["title"], row["trained_shots"], str(row["seeds"]),
-                 f"{row['parameters']:,}" if row["parameters"] is not None else "—"]
+                 f"{row['parameters']:,}" if row["parameters"] is not None else "—", row["inference"]]
         for test in FAMILY_TESTS:
             s, v = row["tests"][test], row["against_protonet"][test]
             if s is None:
@@ -436,6 +441,6 @@ def families_html(*, root: str | Path | None = None, dataset: str | None = None)
                   for test, number in numbers.items()]
         cells.append("; ".join(papers) if papers else "—")
         out.append(cells)
-    header = ["family", "learner", "trained at shots", "seeds", "parameters", *FAMILY_TESTS, "training minutes per seed",
+    header = ["family", "learner", "trained at shots", "seeds", "parameters", "test-time queries", *FAMILY_TESTS, "training minutes per seed",
               "the paper's own numbers (Omniglot)"]
     return _table(header, out)
