@@ -11,7 +11,7 @@ from mlcourse.cli import main
 from mlcourse.data import FontGlot
 from mlcourse.data.glyphs import COURSE_FONTS_DIGEST, fonts_digest, usable_fonts
 from mlcourse.evaluation import evaluate
-from mlcourse.experiments import SPECS, TEST_SEED, check_record, load_learner, load_records, select_specs, train_spec
+from mlcourse.experiments import SPECS, TEST_SEED, build_learner, check_record, load_learner, load_records, select_specs, train_spec
 from mlcourse.experiments.ledger import (PAPERS, papers_html, CLAIMS, FAILS, HOLDS, MISSING, OPEN, Claim, compare, current_records, ledger_html,
                                          verdicts)
 from mlcourse.experiments.records import record_paths, results_dir, results_size
@@ -432,17 +432,20 @@ def test_the_transfer_source_network_is_tied_to_its_record(tiny_course, tmp_path
 
 
 def test_every_learner_spec_has_a_family_and_a_row_in_the_comparison():
-    from mlcourse.experiments.ledger import FAMILIES, FAMILY_TESTS, families_html, family_rows
+    from mlcourse.experiments.ledger import FAMILIES, FAMILY_REFERENCE, FAMILY_TESTS, families_html, family_rows
+    from mlcourse.metric import pixel_nearest_neighbour
 
     listed = [name for specs in FAMILIES.values() for name in specs]
     assert len(listed) == len(set(listed)) and set(listed) <= set(SPECS)
     ablations = {name for name, spec in SPECS.items() if spec.train_classes is not None}
     assert set(SPECS) - set(listed) == ablations  # a new learner spec must be placed in a family
-    rows = family_rows(dataset="fontglot")
+    rows = family_rows(dataset="fontglot", memory=False)
+    pixel, rows = rows[0], rows[1:]
     assert [r["spec"] for r in rows] == listed
     for row in rows:
         records = [r for r in load_records(row["spec"], dataset="fontglot")]
         assert row["seeds"] == len(current_records(row["spec"], dataset="fontglot")) <= len(records)
+        assert row["filters"] in FAMILY_REFERENCE
         for test in FAMILY_TESTS:
             s = row["tests"][test]
             tested = any(test in r["tests"] for r in current_records(row["spec"], dataset="fontglot"))
@@ -450,4 +453,33 @@ def test_every_learner_spec_has_a_family_and_a_row_in_the_comparison():
             v = row["against_protonet"][test]
             if v is not None and v.per_seed:  # the paired difference against ProtoNet on the same episodes
                 assert len(v.per_seed) <= row["seeds"]
-    assert families_html(dataset="fontglot").count("<tr>") == len(listed) + 1
+    # the pixel baseline is scored on the records' own test episodes: its difference against ProtoNet's seed 0
+    # equals the one computed from the two accuracies, episode by episode
+    evaluation = FontGlot("evaluation", preset="full", progress=False)
+    assert pixel["spec"] == "pixel" and pixel["seeds"] == 0
+    again = evaluate(pixel_nearest_neighbour, evaluation, n_way=5, k_shot=1, n_query=15, n_episodes=600,
+                     seed=TEST_SEED, device="cpu")
+    assert pixel["tests"]["5-way 1-shot"].mean == pytest.approx(again.mean)
+    reference = current_records("protonet-1shot", dataset="fontglot")
+    difference = np.mean(again.per_episode - np.array(reference[0]["tests"]["5-way 1-shot"]["per_episode"]))
+    assert pixel["against_protonet"]["5-way 1-shot"].per_seed[0][0] == pytest.approx(difference, abs=1e-4)
+    assert families_html(dataset="fontglot").count("<tr>") == len(listed) + 2
+
+
+def test_backbone_widths_and_the_memory_of_one_outer_step(tiny_root):
+    from mlcourse.experiments.footprint import backbone_filters, training_memory
+
+    background = FontGlot("background", preset="tiny", root=tiny_root, progress=False)
+    widths = {name: backbone_filters(build_learner(SPECS[name], n_classes=10))
+              for name in ("protonet-1shot", "protonet32-1shot", "maml-1step", "attention", "averaging-pretrained")}
+    assert widths == {"protonet-1shot": 64, "protonet32-1shot": 32, "maml-1step": 32, "attention": 32,
+                      "averaging-pretrained": 64}
+    memory = {name: training_memory(name, background) for name in
+              ("protonet-1shot", "protonet32-1shot", "maml-1step", "maml-5step", "fomaml-5step")}
+    assert memory["protonet32-1shot"] < memory["protonet-1shot"]  # half the filters, about half the activations
+    assert memory["maml-5step"] > memory["maml-1step"]  # second order keeps every inner step's graph alive
+    assert memory["fomaml-5step"] < memory["maml-5step"]
+    assert training_memory("maml-1step", background) == memory["maml-1step"]  # deterministic
+    assert training_memory("protomaml-1step", background) is None  # torch.func refuses the counting hooks
+    with pytest.raises(ValueError, match="unknown spec"):
+        training_memory("no-such-spec", background)

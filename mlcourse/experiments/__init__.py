@@ -4,7 +4,8 @@
 - :mod:`~mlcourse.experiments.runner`: :func:`~mlcourse.experiments.runner.train_spec` trains a spec's seed to its
   stopping rule and writes a checkpoint and a record (``mlcourse train``);
 - :mod:`~mlcourse.experiments.records`: the shipped records and weights, read and checked;
-- :mod:`~mlcourse.experiments.ledger`: the claims the course tests, with verdicts from the records.
+- :mod:`~mlcourse.experiments.ledger`: the claims the course tests, with verdicts from the records;
+- :mod:`~mlcourse.experiments.footprint`: what one outer step of a spec holds in memory, its backbone width.
 """
 from .records import check_record, load_learner, load_records, results_dir, test_result
 from .specs import SPECS, TEST_SEED, Spec, build_learner, select_specs

@@ -29,7 +29,7 @@ from .specs import SPECS
 __all__ = ["Claim", "Verdict", "CLAIMS", "PAPERS", "verdicts", "ledger_html", "papers_html", "compare", "compare_specs",
            "claim_verdict",
            "SeedSummary", "seed_summary", "results_table", "claims_of", "current_records", "FAMILIES",
-           "family_rows", "families_html"]
+           "family_rows", "families_html", "FAMILY_TESTS", "TRANSDUCTIVE_KINDS", "FAMILY_REFERENCE"]
 
 HOLDS, FAILS, OPEN, MISSING = "holds", "does not hold", "not settled at this budget", "not measured yet"
 
@@ -160,6 +160,7 @@ def compare(claim: Claim, *, root: str | Path | None = None, dataset: str | None
                    + "; ".join(f"{t}: {v}" for t, v in zip(claim.tests, verdicts_per_test)))
 
 
+#: Every claim the course tests, with the lecture that makes it.
 CLAIMS: tuple[Claim, ...] = (
     Claim("More ways lower accuracy (5-way vs 20-way, 1-shot)", "all few-shot benchmarks", 2,
           "protonet-1shot", "protonet-1shot", ("5-way 1-shot",), test_b=("20-way 1-shot",)),
@@ -363,53 +364,119 @@ def claims_of(chapter: int, *, root: str | Path | None = None, dataset: str | No
     return "\n".join(lines)
 
 
-# Every learner spec by family (the map of the field's four, with transfer beside them). A spec that is
-# an ablation of another (fewer training classes) is left out: it is not another method.
+#: Every learner spec by family (the map of the field's four, with transfer beside them). A spec that is
+#: an ablation of another (fewer training classes) is left out: it is not another method.
 FAMILIES: dict[str, tuple[str, ...]] = {
-    "metric": ("protonet-1shot", "protonet-5shot", "siamese-1shot", "matching-1shot", "matching-scaled-1shot",
-               "relation-1shot", "relation-5shot"),
+    "metric": ("protonet-1shot", "protonet-5shot", "protonet32-1shot", "protonet32-5shot", "siamese-1shot",
+               "matching-1shot", "matching-scaled-1shot", "relation-1shot", "relation-5shot"),
     "transfer (no meta-learning)": ("baseline", "baselinepp", "simpleshot"),
     "optimization": ("maml-1step", "fomaml-1step", "maml-5step", "fomaml-5step", "anil-1step", "protomaml-1step",
                      "metasgd-1step", "reptile-1shot"),
     "model-based (black box)": ("averaging", "lstm", "attention", "averaging-pretrained", "lstm-pretrained"),
 }
+#: The test shapes of the comparison of every family.
 FAMILY_TESTS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
-# learner kinds whose test-time answers depend on the other queries of the episode: BatchNorm on the batch of
-# queries, as the MAML reference code does (tests/test_transductive.py checks every spec either way)
+#: Learner kinds whose test-time answers depend on the other queries of the episode: BatchNorm on the batch
+#: of queries, as the MAML reference code does (``tests/test_transductive.py`` checks every spec either way).
 TRANSDUCTIVE_KINDS = ("maml", "metasgd", "reptile", "anil", "protomaml")
-# the reference each test's paired difference is taken against: ProtoNet trained at that test's shot
-FAMILY_REFERENCE = {"5-way 1-shot": "protonet-1shot", "5-way 5-shot": "protonet-5shot",
-                    "20-way 1-shot": "protonet-1shot", "20-way 5-shot": "protonet-5shot"}
+#: The spec each learner's paired difference is taken against, by backbone width and test: ProtoNet trained
+#: at the test's shot on a Conv4 of the learner's width (64 filters, or 32 as the MAML family and the black
+#: boxes use).
+FAMILY_REFERENCE = {64: {"5-way 1-shot": "protonet-1shot", "5-way 5-shot": "protonet-5shot",
+                         "20-way 1-shot": "protonet-1shot", "20-way 5-shot": "protonet-5shot"},
+                    32: {"5-way 1-shot": "protonet32-1shot", "5-way 5-shot": "protonet32-5shot",
+                         "20-way 1-shot": "protonet32-1shot", "20-way 5-shot": "protonet32-5shot"}}
 
 
-def family_rows(*, root: str | Path | None = None, dataset: str | None = None) -> list[dict]:
+def _against_records(result, reference: str, test: str, *, root, dataset) -> Verdict | None:
+    """The paired difference of one fixed result (a baseline with no training seeds) against every seed of
+    ``reference``, as a :class:`Verdict` whose interval over seeds is the reference's spread."""
+    records = [r for r in current_records(reference, root=root, dataset=dataset) if test in r["tests"]]
+    rows = []
+    for r in records:
+        d = paired_difference(result, test_result(r, test))
+        rows.append((d.mean, d.half_width))
+    if not rows:
+        return None
+    diffs = np.array([d for d, _ in rows])
+    n = len(rows)
+    hw = float(stats.t.ppf(0.975, n - 1) * diffs.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return Verdict(OPEN, float(diffs.mean()), hw, tuple(rows), False, f"against {reference}, episode by episode")
+
+
+def _mib(nbytes: int | None) -> float | None:
+    return None if nbytes is None else nbytes / 2**20
+
+
+def _pixel_row(*, root, dataset) -> dict | None:
+    """The baseline that learns nothing (1-nearest neighbour in pixels) on the records' very test episodes."""
+    from ..data.course import course_data, dataset_name
+    from ..evaluation import evaluate
+    from ..metric import pixel_nearest_neighbour
+    from .specs import STANDARD_TESTS, TEST_SEED
+
+    if dataset is not None and dataset != dataset_name():
+        return None  # its test episodes come from the data set the environment selects
+    evaluation = course_data("evaluation", preset="full")
+    tests, against = {}, {}
+    for shape in STANDARD_TESTS:
+        n, k, q = shape
+        if n > evaluation.n_classes:
+            continue
+        result = evaluate(pixel_nearest_neighbour, evaluation, n_way=n, k_shot=k, n_query=q,
+                          n_episodes=600, seed=TEST_SEED, device="cpu")
+        test = f"{n}-way {k}-shot"
+        tests[test] = SeedSummary(result.mean, float("nan"), (result.mean,))
+        against[test] = _against_records(result, FAMILY_REFERENCE[64][test], test, root=root, dataset=dataset)
+    return {"family": "none (pixels)", "spec": "pixel", "title": "1-nearest neighbour in pixels", "parameters": 0,
+            "filters": None, "memory_mib": 0.0, "inference": "inductive", "trained_shots": "—", "seeds": 0,
+            "minutes": 0.0, "tests": tests, "against_protonet": against}
+
+
+def family_rows(*, root: str | Path | None = None, dataset: str | None = None, memory: bool = True,
+                pixel: bool = True) -> list[dict]:
     """One row per learner spec of :data:`FAMILIES`: accuracy per test over seeds, the paired difference
-    against ProtoNet trained at the test's shot (mean over seeds ± t interval), seeds, minutes per seed.
+    against ProtoNet of the same backbone width trained at the test's shot (mean over seeds ± t interval),
+    seeds, minutes per seed, memory per training step.
 
     Each row is a dict with ``family``, ``spec``, ``title``, ``trained_shots``, ``seeds``, ``parameters``
-    (of the trained learner, frozen encoders included; ``None`` before any record), ``inference``
-    (``"transductive"`` where the answers depend on the other queries, see :data:`TRANSDUCTIVE_KINDS`),
-    ``minutes`` (mean training minutes per seed, validations included), and per test in
-    :data:`FAMILY_TESTS` a :class:`SeedSummary` (or ``None``) under ``tests`` and a
-    :class:`Verdict` (or ``None``) under ``against_protonet``.
+    (of the trained learner, frozen encoders included; ``None`` before any record), ``filters`` (the
+    backbone's width, see :func:`~mlcourse.experiments.footprint.backbone_filters`), ``memory_mib``
+    (:func:`~mlcourse.experiments.footprint.training_memory` of one outer step, MiB; ``None`` without
+    ``memory``), ``inference`` (``"transductive"`` where the answers depend on the other queries, see
+    :data:`TRANSDUCTIVE_KINDS`), ``minutes`` (mean training minutes per seed, validations included), and
+    per test in :data:`FAMILY_TESTS` a :class:`SeedSummary` (or ``None``) under ``tests`` and a
+    :class:`Verdict` (or ``None``) under ``against_protonet``. With ``pixel``, the first row is the
+    1-nearest neighbour in pixels on the same test episodes (no training, no seeds).
     """
-    rows = []
+    from ..data.course import course_data
+    from .footprint import backbone_filters, training_memory
+    from .specs import build_learner
+
+    rows = [r for r in [_pixel_row(root=root, dataset=dataset)] if r is not None] if pixel else []
+    background = course_data("background") if memory else None
     for family, specs in FAMILIES.items():
         for name in specs:
             spec = SPECS[name]
             records = current_records(name, root=root, dataset=dataset)
             shots = spec.k_shot
-            tests, against = {}, {}
-            for test in FAMILY_TESTS:
-                tests[test] = seed_summary(name, test, root=root, dataset=dataset)
-                ref = FAMILY_REFERENCE[test]
-                against[test] = (compare_specs(name, ref, test, root=root, dataset=dataset)
-                                 if tests[test] is not None and name != ref else None)
             parameters = None
             if records:  # the size of the trained learner (meta-learned rates and pretraining heads included)
                 learner = load_learner(name, records[0]["seed"], root=root, dataset=dataset)
                 parameters = sum(p.numel() for p in learner.parameters())
+            else:
+                learner = build_learner(spec, n_classes=1)
+            filters = backbone_filters(learner)
+            references = FAMILY_REFERENCE[32 if filters == 32 else 64]
+            tests, against = {}, {}
+            for test in FAMILY_TESTS:
+                tests[test] = seed_summary(name, test, root=root, dataset=dataset)
+                ref = references[test]
+                against[test] = (compare_specs(name, ref, test, root=root, dataset=dataset)
+                                 if tests[test] is not None and name != ref else None)
             rows.append({"family": family, "spec": name, "title": spec.title, "parameters": parameters,
+                         "filters": filters,
+                         "memory_mib": _mib(training_memory(spec, background)) if memory else None,
                          "inference": "transductive" if spec.learner in TRANSDUCTIVE_KINDS else "inductive",
                          "trained_shots": f"{min(shots)}-{max(shots)}" if isinstance(shots, tuple) else str(shots),
                          "seeds": len(records),
@@ -421,13 +488,14 @@ def family_rows(*, root: str | Path | None = None, dataset: str | None = None) -
 
 def families_html(*, root: str | Path | None = None, dataset: str | None = None) -> str:
     """:func:`family_rows` as an HTML table: accuracy (mean ± t interval over seeds) and, below it, the paired
-    difference against ProtoNet trained at that shot (points, mean ± t interval over seeds)."""
+    difference against ProtoNet of the same width trained at that shot (points, mean ± t interval over seeds)."""
     out = []
     for row in family_rows(root=root, dataset=dataset):
-        cells = [row["family"], row["title"], row["trained_shots"], str(row["seeds"]),
-                 f"{row['parameters']:,}" if row["parameters"] is not None else "—", row["inference"]]
+        cells = [row["family"], row["title"], row["trained_shots"], str(row["seeds"]) if row["seeds"] else "—",
+                 f"{row['parameters']:,}" if row["parameters"] is not None else "—",
+                 str(row["filters"]) if row["filters"] is not None else "—", row["inference"]]
         for test in FAMILY_TESTS:
-            s, v = row["tests"][test], row["against_protonet"][test]
+            s, v = row["tests"].get(test), row["against_protonet"].get(test)
             if s is None:
                 cells.append("—")
                 continue
@@ -437,10 +505,12 @@ def families_html(*, root: str | Path | None = None, dataset: str | None = None)
                 acc += f" ({100 * v.difference:+.1f}{hw})"
             cells.append(acc)
         cells.append(f"{row['minutes']:.1f}" if np.isfinite(row["minutes"]) else "—")
+        cells.append(f"{row['memory_mib']:.1f}" if row["memory_mib"] is not None else "—")
         papers = [f"{test}: {number:.1f} ({source})" for _, source, spec, numbers in PAPERS if spec == row["spec"]
                   for test, number in numbers.items()]
         cells.append("; ".join(papers) if papers else "—")
         out.append(cells)
-    header = ["family", "learner", "trained at shots", "seeds", "parameters", "test-time queries", *FAMILY_TESTS, "training minutes per seed",
+    header = ["family", "learner", "trained at shots", "seeds", "parameters", "backbone filters", "test-time queries",
+              *FAMILY_TESTS, "training minutes per seed", "autograd memory per outer step (MiB)",
               "the paper's own numbers (Omniglot)"]
     return _table(header, out)

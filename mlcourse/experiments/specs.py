@@ -173,6 +173,12 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     # Lecture 2: metric learners. ProtoNet at the shot it is tested at, and with fewer training classes.
     Spec("protonet-1shot", 2, "protonet", "ProtoNet, trained 5-way 1-shot", tests=STANDARD_TESTS),
     Spec("protonet-5shot", 2, "protonet", "ProtoNet, trained 5-way 5-shot", k_shot=5, tests=STANDARD_TESTS),
+    # ProtoNet on the 32-filter Conv4 of the MAML family and the black boxes: the reference of the comparison
+    # of every family for learners of that width (the others use 64 filters).
+    Spec("protonet32-1shot", 2, "protonet", "ProtoNet, 32 filters, trained 5-way 1-shot", options={"hidden": 32},
+         tests=STANDARD_TESTS),
+    Spec("protonet32-5shot", 2, "protonet", "ProtoNet, 32 filters, trained 5-way 5-shot", options={"hidden": 32},
+         k_shot=5, tests=STANDARD_TESTS),
     Spec("protonet-30classes", 2, "protonet", "ProtoNet, 30 training classes", train_classes=30,
          tests=STANDARD_TESTS[:1]),
     Spec("siamese-1shot", 2, "siamese", "Siamese network, trained 5-way 1-shot"),

@@ -44,9 +44,10 @@ def open_set_evaluation(model: FewShotClassifier, dataset: Dataset, *, n_way: in
     ``softmax(scores / temperature)``, the max-softmax baseline after temperature scaling.
 
     Returns:
-        For each score: ``{"auroc": mean, "ci": half_width, "per_episode": each episode's AUROC,
-        "scores": all scores, "unknown": all 0/1 labels}`` (the last two for an ROC plot). The
-        scores are measured on the same episodes, so their ``per_episode`` values pair up.
+        A dict with one entry per rejection score, each a dict of ``auroc`` (the mean), ``ci``
+        (its half-width), ``per_episode`` (each episode's AUROC), ``scores`` (all scores) and
+        ``unknown`` (all 0/1 labels); the last two are for an ROC plot. The scores are measured
+        on the same episodes, so their ``per_episode`` values pair up.
     """
     if temperature is not None and not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}")
