@@ -62,7 +62,15 @@ def test_shipped_record_matches_its_spec_and_weights(record, monkeypatch):
     learner = load_learner(spec, record["seed"], dataset="fontglot")
     again = evaluate(learner, FontGlot("evaluation", preset="full", progress=False), n_way=n, k_shot=k, n_query=q,
                      n_episodes=8, seed=TEST_SEED, device="cpu", **spec.test_options)
-    np.testing.assert_allclose(again.per_episode, test["per_episode"][:8], atol=1e-4)
+    expected = np.array(test["per_episode"][:8])
+    if spec.learner == "pretrained" and spec.options.get("rule") in ("linear", "cosine"):
+        # each episode's head is fitted by L-BFGS, whose line search and stopping test follow float rounding, which
+        # differs between CPUs: a query near a tie may change its answer. One query of one episode, at most.
+        moved = np.abs(again.per_episode - expected) > 1e-4
+        assert moved.sum() <= 1 and np.all(np.abs(again.per_episode - expected) <= 1 / (n * q) + 1e-4), \
+            (again.per_episode, expected)
+    else:
+        np.testing.assert_allclose(again.per_episode, expected, atol=1e-4)
 
 
 def test_shipped_results_stay_compact():
