@@ -1,4 +1,5 @@
 """Command line: ``mlcourse train SPEC``, ``mlcourse predict --support DIR IMAGE``, ``mlcourse grade NOTEBOOK``,
+``mlcourse gradebook merge``,
 ``mlcourse exercises``, ``mlcourse data``.
 
 ``grade`` and ``exercises`` need the grading extra (``pip install "mlcourse[grading]"``) and
@@ -45,16 +46,23 @@ def _grade(args: argparse.Namespace) -> int:
     solutions = Path(args.solutions) if args.solutions else None
     try:
         course = grading.course_folder(args.course or Path.cwd(), solutions=solutions)
+        shard = grading.parse_shard(args.shard) if args.shard else None
+        if shard and not path.is_dir():
+            raise ValueError("--shard splits a folder of submissions; give the folder, not one notebook")
         if path.is_dir():
             results = grading.grade_class(path, course, out=args.out, assignment=args.assignment,
                                           solutions=solutions, workers=args.workers, limits=limits,
-                                          isolation=args.isolation, regrade=args.regrade, progress=not args.quiet)
+                                          isolation=args.isolation, regrade=args.regrade, progress=not args.quiet,
+                                          shard=shard)
             out = Path(args.out).resolve()
             statuses: dict[str, int] = {}
             for r in results:
                 statuses[r.status] = statuses.get(r.status, 0) + 1
             print(f"{len(results)} submissions: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
-            print(f"gradebook: {out / 'gradebook.csv'}\nfeedback:  {out / 'feedback'}")
+            print(f"gradebook: {out / 'gradebook.csv'} (summary: gradebook.json, gradebook.png)\n"
+                  f"feedback:  {out / 'feedback'}")
+            if shard:
+                print(f"shard {shard[0]}/{shard[1]}: merge every shard's folder with `mlcourse gradebook merge`")
             if args.json:
                 Path(args.json).write_text("[" + ",\n".join(r.to_json() for r in results) + "]\n")
             return 0
@@ -74,6 +82,21 @@ def _grade(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(result.to_json())
     return 0 if result.status == "graded" else 2
+
+
+def _gradebook(args: argparse.Namespace) -> int:
+    grading = _grading("grade")
+    if grading is None:
+        return 2
+    try:
+        results = grading.merge_gradebooks(args.folders, args.out)
+    except ValueError as err:
+        print(f"mlcourse gradebook merge: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    print(f"{len(results)} submissions from {len(args.folders)} shard folders\n"
+          f"gradebook: {out / 'gradebook.csv'} (summary: gradebook.json, gradebook.png)\nfeedback:  {out / 'feedback'}")
+    return 0
 
 
 def _exercises(args: argparse.Namespace) -> int:
@@ -229,8 +252,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="namespace: kernels run as an unprivileged user that cannot see the solutions (needs "
                         "root on Linux; fail if unavailable); auto: namespace where possible")
     g.add_argument("--regrade", action="store_true", help="a folder: grade again unchanged submissions")
+    g.add_argument("--shard", metavar="I/N", help="a folder: grade only the students of shard I of N (split by "
+                                                    "name); join the shards with `mlcourse gradebook merge`")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_grade)
+    gb = sub.add_parser("gradebook", help="gradebooks: merge the outputs of sharded grading")
+    gb_sub = gb.add_subparsers(dest="action", required=True)
+    m = gb_sub.add_parser("merge", help="merge the output folders of `mlcourse grade FOLDER --shard I/N`",
+                          description="Read every shard's output folder and write one gradebook, the written "
+                                      "answers, the feedback pages and the class summary to --out. Refuses, saying "
+                                      "what to run, if a shard is missing or unfinished. Merging again gives the "
+                                      "same files.")
+    m.add_argument("folders", nargs="+", metavar="DIR", help="the shards' --out folders")
+    m.add_argument("--out", required=True, metavar="DIR", help="where the merged gradebook goes")
+    m.set_defaults(func=_gradebook)
     e = sub.add_parser("exercises", help="regenerate student notebooks from solutions/ with nbgrader")
     e.add_argument("--course", metavar="DIR", help=course_help)
     e.add_argument("--solutions", metavar="DIR", help="folder of instructor notebooks (default: COURSE/solutions)")

@@ -11,6 +11,8 @@ never import it. Every entry point takes the course folder (``solutions/``, ``ex
 - :mod:`~mlcourse.grading.execute`: cell-by-cell execution and scores.
 - :mod:`~mlcourse.grading.feedback`: the student's feedback page, without the hidden tests.
 - :mod:`~mlcourse.grading.autograde`: one submission; :mod:`~mlcourse.grading.batch`: a class.
+- :mod:`~mlcourse.grading.shards`: a class split by student over machines, and the outputs merged.
+- :mod:`~mlcourse.grading.summary`: the class summary (score histogram, pass rate of each test).
 """
 from .assemble import assemble, read_notebook
 from .autograde import GradeResult, grade
@@ -18,6 +20,9 @@ from .batch import collect_submissions, grade_class
 from .course import CourseError, course_folder
 from .execute import Limits
 from .release import generate_exercise, generate_exercises
+from .shards import merge_gradebooks, parse_shard, shard_of
+from .summary import class_summary
 
-__all__ = ["CourseError", "GradeResult", "Limits", "assemble", "collect_submissions", "course_folder",
-           "generate_exercise", "generate_exercises", "grade", "grade_class", "read_notebook"]
+__all__ = ["CourseError", "GradeResult", "Limits", "assemble", "class_summary", "collect_submissions",
+           "course_folder", "generate_exercise", "generate_exercises", "grade", "grade_class", "merge_gradebooks",
+           "parse_shard", "read_notebook", "shard_of"]

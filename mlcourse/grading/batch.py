@@ -33,6 +33,8 @@ from pathlib import Path
 from .autograde import GradeResult, default_hidden, resolve_isolation, write_feedback
 from .course import course_folder, solutions_folder
 from .execute import Limits
+from .shards import result_name, shard_of, write_manifest
+from .summary import write_class_summary
 
 __all__ = ["Submission", "collect_submissions", "grade_class", "write_gradebook", "write_written_answers"]
 
@@ -124,7 +126,9 @@ def write_gradebook(results: list[GradeResult], path: Path) -> None:
 
     ``score`` counts the autograded tests; ``pending`` the points of written answers that
     await the instructor, whose column says ``pending`` (or 0 when unanswered). The answers
-    themselves go to ``written_answers.csv`` beside the gradebook (:func:`write_written_answers`).
+    themselves go to ``written_answers.csv`` beside the gradebook (:func:`write_written_answers`),
+    the class summary to ``gradebook.json`` and ``gradebook.png``
+    (:func:`~mlcourse.grading.summary.write_class_summary`).
     """
     cells: list[str] = []
     for r in results:
@@ -142,6 +146,7 @@ def write_gradebook(results: list[GradeResult], path: Path) -> None:
             writer.writerow(row)
     tmp.replace(path)
     write_written_answers(results, path.with_name("written_answers.csv"))
+    write_class_summary(results, path.with_suffix(".json"), path.with_suffix(".png"))
 
 
 def write_written_answers(results: list[GradeResult], path: Path) -> None:
@@ -159,7 +164,7 @@ def write_written_answers(results: list[GradeResult], path: Path) -> None:
 def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grades", assignment: str | None = None,
                 solutions: str | Path | None = None, workers: int | None = None,
                 limits: Limits | None = None, isolation: str = "auto", regrade: bool = False,
-                progress: bool = True) -> list[GradeResult]:
+                progress: bool = True, shard: tuple[int, int] | None = None) -> list[GradeResult]:
     """Grade every submission under ``folder`` in parallel; write the gradebook and feedback to ``out``.
 
     Args:
@@ -175,9 +180,12 @@ def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grade
         isolation: ``"auto"``, ``"namespace"`` (required: fail if unavailable) or ``"none"``.
         regrade: Grade again submissions whose bytes did not change since the last run.
         progress: Show a progress bar.
+        shard: ``(I, N)``: grade only the students of shard ``I`` of ``N``
+            (:func:`~mlcourse.grading.shards.shard_of`), and write ``OUT/shard.json`` first;
+            ``mlcourse gradebook merge`` joins the shards' outputs.
 
     Returns:
-        One :class:`~mlcourse.grading.autograde.GradeResult` per submission, sorted by student.
+        One :class:`~mlcourse.grading.autograde.GradeResult` per submission (of the shard), sorted by student.
 
     Raises:
         CourseError: ``course`` has no ``solutions/`` (or ``solutions`` holds no notebook).
@@ -192,6 +200,12 @@ def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grade
     solutions = solutions_folder(course, solutions)
     folder, out = Path(folder).resolve(), Path(out).resolve()
     subs = collect_submissions(folder)
+    if shard is not None:
+        i, n = shard
+        if not (isinstance(i, int) and isinstance(n, int) and 1 <= i <= n):
+            raise ValueError(f"shard must be (I, N) with 1 <= I <= N, got {shard!r}")
+        subs = [s for s in subs if shard_of(s.student, n) == i]
+        write_manifest(out, (i, n), folder, [s.key for s in subs])
     mode, why = resolve_isolation(isolation)
     base = limits or Limits()
     limits = replace(base, isolation=mode, hide=default_hidden(course, solutions, [folder, out]),
@@ -204,11 +218,12 @@ def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grade
     results: dict[str, GradeResult] = {}
     todo = []
     for sub in subs:
-        saved = out / "results" / f"{sub.key.replace('/', '__')}.json"
-        if sub.problem:
+        saved = out / "results" / result_name(sub.key)
+        if sub.problem:  # saved too, so that a shard's results hold every one of its rows
             results[sub.key] = write_feedback(GradeResult(str(sub.path), sub.assignment, "invalid",
                                                           student=sub.student, error=sub.problem),
                                               None, out / "feedback", f"{sub.key}.html")
+            saved.write_text(results[sub.key].to_json())
         elif saved.exists() and not regrade:
             try:
                 old = GradeResult(**json.loads(saved.read_text()))
@@ -242,7 +257,7 @@ def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grade
             if not result.feedback:
                 result = write_feedback(result, None, out / "feedback", f"{sub.key}.html")
             results[sub.key] = result
-            saved = out / "results" / f"{sub.key.replace('/', '__')}.json"
+            saved = out / "results" / result_name(sub.key)
             saved.write_text(result.to_json())
     for sub in subs:  # a row for every submission, even one the loop above could not save
         results.setdefault(sub.key, GradeResult(str(sub.path), sub.assignment, "error", student=sub.student,
