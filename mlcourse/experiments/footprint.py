@@ -42,7 +42,12 @@ def training_memory(spec: Spec | str, source, *, seed: int = 0) -> int | None:
         PyTorch refuses the hooks that count the saved tensors.
     """
     spec = _spec(spec)
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+        torch.manual_seed(seed)
+        return _measure(spec, source, seed)
+
+
+def _measure(spec: Spec, source, seed: int) -> int | None:
     learner = build_learner(spec, n_classes=int(labels_of(source).max()) + 1)
     shots = spec.k_shot if isinstance(spec.k_shot, tuple) else (spec.k_shot,)
     stream = TaskStream(source, meta_batch_size=spec.meta_batch_size, n_way=spec.n_way, k_shot=max(shots),

@@ -417,15 +417,20 @@ def _pixel_row(*, root, dataset) -> dict | None:
 
     if dataset is not None and dataset != dataset_name():
         return None  # its test episodes come from the data set the environment selects
+    if dataset_name() == "fontglot":
+        from ..data.glyphs import COURSE_FONTS_DIGEST, fonts_digest, usable_fonts
+
+        if fonts_digest(usable_fonts()) != COURSE_FONTS_DIGEST:
+            return None  # other fonts draw other images than the records were tested on: nothing to pair
     evaluation = course_data("evaluation", preset="full")
     tests, against = {}, {}
     for shape in STANDARD_TESTS:
         n, k, q = shape
         if n > evaluation.n_classes:
             continue
-        result = evaluate(pixel_nearest_neighbour, evaluation, n_way=n, k_shot=k, n_query=q,
-                          n_episodes=600, seed=TEST_SEED, device="cpu")
         test = f"{n}-way {k}-shot"
+        result = evaluate(pixel_nearest_neighbour, evaluation, n_way=n, k_shot=k, n_query=q,
+                          n_episodes=SPECS[FAMILY_REFERENCE[64][test]].test_episodes, seed=TEST_SEED, device="cpu")
         tests[test] = SeedSummary(result.mean, float("nan"), (result.mean,))
         against[test] = _against_records(result, FAMILY_REFERENCE[64][test], test, root=root, dataset=dataset)
     return {"family": "none (pixels)", "spec": "pixel", "title": "1-nearest neighbour in pixels", "parameters": 0,
@@ -486,11 +491,13 @@ def family_rows(*, root: str | Path | None = None, dataset: str | None = None, m
     return rows
 
 
-def families_html(*, root: str | Path | None = None, dataset: str | None = None) -> str:
+def families_html(*, root: str | Path | None = None, dataset: str | None = None, memory: bool = True,
+                  pixel: bool = True) -> str:
     """:func:`family_rows` as an HTML table: accuracy (mean ± t interval over seeds) and, below it, the paired
-    difference against ProtoNet of the same width trained at that shot (points, mean ± t interval over seeds)."""
+    difference against ProtoNet of the same width trained at that shot (points, mean ± t interval over seeds);
+    ``memory`` and ``pixel`` as in :func:`family_rows`."""
     out = []
-    for row in family_rows(root=root, dataset=dataset):
+    for row in family_rows(root=root, dataset=dataset, memory=memory, pixel=pixel):
         cells = [row["family"], row["title"], row["trained_shots"], str(row["seeds"]) if row["seeds"] else "—",
                  f"{row['parameters']:,}" if row["parameters"] is not None else "—",
                  str(row["filters"]) if row["filters"] is not None else "—", row["inference"]]

@@ -90,6 +90,16 @@ def collect_submissions(folder: str | Path) -> list[Submission]:
     return subs
 
 
+def shard_name(sub: Submission) -> str:
+    """The name a submission is sharded by: the student's, as the folder or file gives it.
+
+    A flat folder's file is sharded by its stem (``alice.ipynb`` and ``alice.txt`` both by
+    ``alice``), before :func:`collect_submissions` renames two such files apart: the shard of
+    a submission never depends on what else was submitted.
+    """
+    return sub.path.stem if sub.assignment is None else sub.student
+
+
 def _sha(path: Path) -> str | None:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -204,8 +214,9 @@ def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grade
         i, n = shard
         if not (isinstance(i, int) and isinstance(n, int) and 1 <= i <= n):
             raise ValueError(f"shard must be (I, N) with 1 <= I <= N, got {shard!r}")
-        subs = [s for s in subs if shard_of(s.student, n) == i]
-        write_manifest(out, (i, n), folder, [s.key for s in subs])
+        listing = {s.key: _sha(s.path) if s.path.is_file() else None for s in subs}
+        subs = [s for s in subs if shard_of(shard_name(s), n) == i]
+        write_manifest(out, (i, n), folder, listing, [s.key for s in subs])
     mode, why = resolve_isolation(isolation)
     base = limits or Limits()
     limits = replace(base, isolation=mode, hide=default_hidden(course, solutions, [folder, out]),

@@ -9,8 +9,10 @@ so a shard that is stopped is run again and resumes.
 
 ``mlcourse gradebook merge DIR_1 ... DIR_N --out DIR`` reads the shards' results and writes one
 gradebook, the written answers, the feedback pages and the class summary. It refuses, saying
-what to run, when a shard is missing, when a shard has not finished, or when two outputs hold
-different results for one submission. Merging again gives the same files (idempotent), so it
+what to run, when a shard is missing, when a shard has not finished (a submission of its list
+without a result of the listed bytes), when the shards listed other classes (a submission added,
+removed or changed between two shards' runs), or when two outputs hold different results for one
+submission. Merging again gives the same files (idempotent), so it
 can be run as often as shards finish.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from .autograde import GradeResult
 
-__all__ = ["parse_shard", "shard_of", "write_manifest", "merge_gradebooks", "MANIFEST"]
+__all__ = ["parse_shard", "shard_of", "write_manifest", "merge_gradebooks", "result_name", "MANIFEST"]
 
 MANIFEST = "shard.json"
 
@@ -51,44 +53,58 @@ def result_name(key: str) -> str:
     return f"{key.replace('/', '__')}.json"
 
 
-def write_manifest(out: Path, shard: tuple[int, int], folder: Path, keys: list[str]) -> None:
-    """``out/shard.json``: which shard ``out`` holds, of which folder, and every submission it is to grade."""
+def write_manifest(out: Path, shard: tuple[int, int], folder: Path, listing: dict[str, str | None],
+                   keys: list[str]) -> None:
+    """``out/shard.json``: which shard ``out`` holds, the whole class as it was listed (each submission's
+    SHA-256, ``None`` for a folder), and the submissions of this shard."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps({"shard": list(shard), "folder": str(folder), "submissions": sorted(keys)}, indent=1))
+    tmp.write_text(json.dumps({"shard": list(shard), "folder": str(folder), "class": dict(sorted(listing.items())),
+                               "submissions": sorted(keys)}, indent=1))
     tmp.replace(out / MANIFEST)
 
 
-def _read_shard(folder: Path) -> tuple[tuple[int, int], dict[str, GradeResult], dict[str, Path]]:
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
-        raise ValueError(f"{folder} holds no {MANIFEST}: it is not the output of `mlcourse grade ... --shard I/N`")
-    try:
-        info = json.loads(manifest.read_text())
-        shard = (int(info["shard"][0]), int(info["shard"][1]))
-        keys = [str(k) for k in info["submissions"]]
-    except (ValueError, KeyError, TypeError, IndexError):
-        raise ValueError(f"{manifest} is unreadable: run that shard's `mlcourse grade ... --shard I/N` again") from None
-    results, pages, missing = {}, {}, []
-    for key in keys:
-        path = folder / "results" / result_name(key)
+class _Shard:
+    def __init__(self, folder: Path) -> None:
+        manifest = folder / MANIFEST
+        if not manifest.is_file():
+            raise ValueError(f"{folder} holds no {MANIFEST}: it is not the output of `mlcourse grade ... --shard I/N`")
         try:
-            result = GradeResult(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            missing.append(key)
-            continue
-        if result.status == "error":  # the grader failed on it: a rerun of the shard grades it again
-            missing.append(key)
-            continue
-        results[key] = result
-        page = folder / "feedback" / f"{key}.html"
-        pages[key] = page if page.is_file() else Path(result.feedback) if result.feedback else page
-    if missing:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise ValueError(f"shard {shard[0]}/{shard[1]} in {folder} has no result for {len(missing)} of its {len(keys)} "
-                         f"submissions ({shown}): run its `mlcourse grade FOLDER --shard {shard[0]}/{shard[1]} "
-                         f"--out {folder}` again (it resumes) and merge after it")
-    return shard, results, pages
+            info = json.loads(manifest.read_text())
+            self.index, self.n = int(info["shard"][0]), int(info["shard"][1])
+            self.listing = {str(k): v for k, v in info["class"].items()}
+            self.keys = [str(k) for k in info["submissions"]]
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            raise ValueError(f"{manifest} is unreadable: run that shard's `mlcourse grade ... --shard I/N` "
+                             "again") from None
+        self.folder = folder
+        self.digest = hashlib.sha256(json.dumps(sorted(self.listing.items())).encode()).hexdigest()
+        self.results: dict[str, GradeResult] = {}
+        self.pages: dict[str, Path] = {}
+        missing = []
+        for key in self.keys:
+            path = folder / "results" / result_name(key)
+            try:
+                result = GradeResult(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError):
+                missing.append(key)
+                continue
+            expected = self.listing.get(key)
+            if expected and result.sha256 and result.sha256 != expected:  # a result of other bytes: stale
+                missing.append(key)
+                continue
+            self.results[key] = result
+            page = folder / "feedback" / f"{key}.html"
+            self.pages[key] = page if page.is_file() else Path(result.feedback) if result.feedback else page
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise ValueError(f"shard {self.name} in {folder} has no current result for {len(missing)} of its "
+                             f"{len(self.keys)} submissions ({shown}): run its `mlcourse grade FOLDER --shard "
+                             f"{self.name} --out {folder}` again (it resumes) and merge after it")
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}/{self.n}"
 
 
 def _comparable(result: GradeResult) -> dict:
@@ -109,8 +125,9 @@ def merge_gradebooks(folders: list[str | Path], out: str | Path) -> list[GradeRe
         Every submission's result, sorted by student.
 
     Raises:
-        ValueError: No folder; a folder that is not a shard's output; shards of different ``N``;
-            a missing or unfinished shard; two different results for one submission.
+        ValueError: No folder; a folder that is not a shard's output; shards of different ``N`` or
+            of other listings of the class; a missing or unfinished shard; two different results
+            for one submission.
     """
     from .batch import write_gradebook
 
@@ -120,27 +137,33 @@ def merge_gradebooks(folders: list[str | Path], out: str | Path) -> list[GradeRe
     out = Path(out).resolve()
     if out in folders:
         raise ValueError(f"--out {out} is one of the shards: merge into another folder")
-    seen: dict[int, Path] = {}
-    n_shards: int | None = None
+    shards = [_Shard(folder) for folder in folders]
+    first = shards[0]
+    for shard in shards[1:]:
+        if shard.n != first.n:
+            raise ValueError(f"{shard.folder} holds shard {shard.name}, {first.folder} shard {first.name}: merge "
+                             "the outputs of one split")
+        if shard.digest != first.digest:
+            raise ValueError(f"{shard.folder} and {first.folder} listed other submissions (a submission was added, "
+                             "removed or changed between the two runs, or they grade other classes): run every "
+                             f"shard again with the same N (unchanged submissions are not graded again), then merge")
     merged: dict[str, GradeResult] = {}
     pages: dict[str, Path] = {}
-    for folder in folders:
-        shard, results, shard_pages = _read_shard(folder)
-        if n_shards is not None and shard[1] != n_shards:
-            raise ValueError(f"{folder} holds shard {shard[0]}/{shard[1]}, the others are of {n_shards} shards: "
-                             "merge the outputs of one split")
-        n_shards = shard[1]
-        seen.setdefault(shard[0], folder)
-        for key, result in results.items():
+    origin: dict[str, Path] = {}
+    for shard in shards:
+        for key, result in shard.results.items():
             if key in merged and _comparable(merged[key]) != _comparable(result):
-                raise ValueError(f"two different results for {key} ({seen[shard[0]]} and {folder}): "
+                raise ValueError(f"two different results for {key} ({origin[key]} and {shard.folder}): "
                                  "keep one output per shard")
-            merged[key], pages[key] = result, shard_pages[key]
-    absent = sorted(set(range(1, n_shards + 1)) - set(seen))
+            merged[key], pages[key], origin[key] = result, shard.pages[key], shard.folder
+    absent = sorted(set(range(1, first.n + 1)) - {shard.index for shard in shards})
     if absent:
-        raise ValueError(f"shard{'s' if len(absent) > 1 else ''} {', '.join(f'{i}/{n_shards}' for i in absent)} "
-                         f"missing: run `mlcourse grade FOLDER --shard I/{n_shards}` for "
+        raise ValueError(f"shard{'s' if len(absent) > 1 else ''} {', '.join(f'{i}/{first.n}' for i in absent)} "
+                         f"missing: run `mlcourse grade FOLDER --shard I/{first.n}` for "
                          f"{'each' if len(absent) > 1 else 'it'} and merge again")
+    unplaced = sorted(set(first.listing) - set(merged))
+    if unplaced:  # cannot happen with shards of one listing; said rather than lost
+        raise ValueError(f"{len(unplaced)} submissions of the class are in no shard's results ({', '.join(unplaced[:5])})")
     (out / "results").mkdir(parents=True, exist_ok=True)
     (out / "feedback").mkdir(parents=True, exist_ok=True)
     ordered = []

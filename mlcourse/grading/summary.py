@@ -38,7 +38,7 @@ def class_summary(results: list[GradeResult]) -> dict:
             "statuses": dict(sorted(Counter(r.status for r in group).items())),
             "max_score": max((r.max_score for r in group), default=0.0),
             "mean_score": sum(scores) / len(scores),
-            "score_histogram": {f"{s:g}": n for s, n in sorted(Counter(scores).items())},
+            "score_histogram": {f"{s:g}": n for s, n in sorted(Counter(round(v, 4) for v in scores).items())},
             "tests": tests,
         }
     return summary

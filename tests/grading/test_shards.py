@@ -26,7 +26,6 @@ def test_the_split_is_a_partition_that_depends_only_on_the_name_and_n():
     for n in (1, 2, 3, 7):
         shards = [shard_of(s, n) for s in STUDENTS]
         assert all(1 <= k <= n for k in shards)
-        assert shards == [shard_of(s, n) for s in reversed(STUDENTS)][::-1]  # not the order
     assert {shard_of(s, 3) for s in STUDENTS} == {1, 2, 3}  # 12 names fill 3 shards
     # pinned: a class split by one version of the package resumes and merges under the next
     assert [shard_of(name, 4) for name in ("alice", "bob", "carol", "dave")] == PINNED
@@ -50,7 +49,7 @@ def test_shards_grade_only_their_students_and_merge_into_the_whole_class(tmp_pat
     parts = [_grade(subs, tmp_path / f"shard-{i}", (i, 3)) for i in (1, 2, 3)]
     assert sorted(r.student for part in parts for r in part) == sorted(r.student for r in whole)
     for i, part in enumerate(parts, 1):
-        assert all(shard_of(r.student, 3) == i for r in part)
+        assert all(shard_of(Path(r.notebook).stem, 3) == i for r in part)  # by the file's stem
         manifest = json.loads((tmp_path / f"shard-{i}" / MANIFEST).read_text())
         assert manifest["shard"] == [i, 3] and manifest["submissions"] == sorted(r.student for r in part)
     merged = merge_gradebooks([tmp_path / f"shard-{i}" for i in (3, 1, 2)], tmp_path / "merged")
@@ -72,7 +71,7 @@ def test_merge_refuses_a_missing_an_unfinished_or_a_conflicting_shard(tmp_path):
     with pytest.raises(ValueError, match=r"shard 2/3 missing: run `mlcourse grade FOLDER --shard I/3`"):
         merge_gradebooks([tmp_path / "shard-1", tmp_path / "shard-3"], tmp_path / "merged")
     _grade(subs, tmp_path / "other", (1, 4))
-    with pytest.raises(ValueError, match="the others are of 3 shards: merge the outputs of one split"):
+    with pytest.raises(ValueError, match=r"holds shard 1/4, .* shard 1/3: merge the outputs of one split"):
         merge_gradebooks([tmp_path / "shard-1", tmp_path / "other"], tmp_path / "merged")
     with pytest.raises(ValueError, match="no shard.json"):
         merge_gradebooks([tmp_path / "submitted"], tmp_path / "merged")
@@ -87,13 +86,35 @@ def test_merge_refuses_a_missing_an_unfinished_or_a_conflicting_shard(tmp_path):
         merge_gradebooks([tmp_path / f"shard-{i}" for i in (1, 2, 3)] + [tmp_path / "copy"], tmp_path / "merged")
     # an unfinished shard (stopped before its last result was saved): merge says to run it again
     first.unlink()
-    with pytest.raises(ValueError, match=r"no result for 1 of its \d+ submissions .*--shard 1/3 --out .* again"):
+    with pytest.raises(ValueError, match=r"no current result for 1 of its \d+ submissions .*--shard 1/3 --out .* again"):
+        merge_gradebooks([tmp_path / "copy", tmp_path / "shard-2", tmp_path / "shard-3"], tmp_path / "merged")
+    # a result of other bytes than the ones listed (a folder reused for another class, stopped): stale
+    shutil.rmtree(tmp_path / "copy")
+    shutil.copytree(tmp_path / "shard-1", tmp_path / "copy")
+    first = sorted((tmp_path / "copy" / "results").glob("*.json"))[0]
+    first.write_text(json.dumps({**json.loads(first.read_text()), "sha256": "0" * 64, "status": "graded"}))
+    with pytest.raises(ValueError, match="no current result for 1 of its"):
         merge_gradebooks([tmp_path / "copy", tmp_path / "shard-2", tmp_path / "shard-3"], tmp_path / "merged")
     # the same shard given twice (two copies of one output) merges
     shutil.rmtree(tmp_path / "copy")
     shutil.copytree(tmp_path / "shard-1", tmp_path / "copy")
     merged = merge_gradebooks([tmp_path / f"shard-{i}" for i in (1, 2, 3)] + [tmp_path / "copy"], tmp_path / "merged")
     assert len(merged) == len(STUDENTS)
+
+
+def test_a_class_that_changes_between_shards_is_refused_and_error_rows_are_kept(tmp_path):
+    subs = _class(tmp_path / "submitted")
+    _grade(subs, tmp_path / "shard-1", (1, 2))
+    (subs / "late.txt").write_text("handed in after shard 1 started")
+    _grade(subs, tmp_path / "shard-2", (2, 2))
+    with pytest.raises(ValueError, match="listed other submissions .* run every shard again"):
+        merge_gradebooks([tmp_path / "shard-1", tmp_path / "shard-2"], tmp_path / "merged")
+    _grade(subs, tmp_path / "shard-1", (1, 2))  # run again: both shards list the same class now
+    # a submission the grader failed on keeps its row (as in a gradebook of the whole class)
+    saved = sorted((tmp_path / "shard-2" / "results").glob("*.json"))[0]
+    saved.write_text(json.dumps({**json.loads(saved.read_text()), "status": "error", "error": "the grader failed"}))
+    merged = merge_gradebooks([tmp_path / "shard-1", tmp_path / "shard-2"], tmp_path / "merged")
+    assert len(merged) == len(STUDENTS) + 1 and sum(r.status == "error" for r in merged) == 1
 
 
 def test_gradebook_merge_command(tmp_path, capsys):
