@@ -365,7 +365,7 @@ def claims_of(chapter: int, *, root: str | Path | None = None, dataset: str | No
 
 
 #: Every learner spec by family (the map of the field's four, with transfer beside them). A spec that is
-#: an ablation of another (fewer training classes) is left out: it is not another method.
+#: an ablation of another (fewer training classes) is left out, since it is not another method.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "metric": ("protonet-1shot", "protonet-5shot", "protonet32-1shot", "protonet32-5shot", "siamese-1shot",
                "matching-1shot", "matching-scaled-1shot", "relation-1shot", "relation-5shot"),
@@ -376,12 +376,13 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 }
 #: The test shapes of the comparison of every family.
 FAMILY_TESTS = ("5-way 1-shot", "5-way 5-shot", "20-way 1-shot", "20-way 5-shot")
-#: Learner kinds whose test-time answers depend on the other queries of the episode: BatchNorm on the batch
-#: of queries, as the MAML reference code does (``tests/test_transductive.py`` checks every spec either way).
+#: Learner kinds whose test-time answers depend on the other queries of the episode, because BatchNorm
+#: normalises the batch of queries together as the MAML reference code does (``tests/test_transductive.py``
+#: checks every spec either way).
 TRANSDUCTIVE_KINDS = ("maml", "metasgd", "reptile", "anil", "protomaml")
-#: The spec each learner's paired difference is taken against, by backbone width and test: ProtoNet trained
-#: at the test's shot on a Conv4 of the learner's width (64 filters, or 32 as the MAML family and the black
-#: boxes use).
+#: The spec each learner's paired difference is taken against, by backbone width and test, which is ProtoNet
+#: trained at the test's shot on a Conv4 of the learner's width (64 filters, or 32 as the MAML family and the
+#: black boxes use).
 FAMILY_REFERENCE = {64: {"5-way 1-shot": "protonet-1shot", "5-way 5-shot": "protonet-5shot",
                          "20-way 1-shot": "protonet-1shot", "20-way 5-shot": "protonet-5shot"},
                     32: {"5-way 1-shot": "protonet32-1shot", "5-way 5-shot": "protonet32-5shot",
