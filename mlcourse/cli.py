@@ -248,9 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--cell-timeout", type=float, default=300, help="seconds per cell before it is interrupted")
     g.add_argument("--timeout", type=float, default=1200, help="seconds per notebook before its kernel is killed")
     g.add_argument("--memory-mb", type=float, default=4096, help="memory per kernel before it is killed")
-    g.add_argument("--isolation", choices=["auto", "namespace", "none"], default="auto",
-                   help="namespace: kernels run as an unprivileged user that cannot see the solutions (needs "
-                        "root on Linux; fail if unavailable); auto: namespace where possible")
+    g.add_argument("--isolation", choices=["auto", "bwrap", "namespace", "none"], default="auto",
+                   help="bwrap: bubblewrap's allow-list sandbox (no network, private /tmp, another user when root); "
+                        "namespace: a mount namespace that hides the solutions (root on Linux); either fails if "
+                        "unavailable; auto: the strongest available")
     g.add_argument("--regrade", action="store_true", help="a folder: grade again unchanged submissions")
     g.add_argument("--shard", metavar="I/N", help="a folder: grade only the students of shard I of N (split by "
                                                     "name); join the shards with `mlcourse gradebook merge`")

@@ -297,7 +297,7 @@ def test_kernels_cannot_read_the_solutions(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     run = execute(nb, Limits(isolation="namespace", hide=default_hidden(COURSE), cell_timeout=60))
     lines = "".join(o.get("text", "") for o in nb.cells[0].outputs).splitlines()
-    assert lines[:4] == ["61000", "PermissionError", "PermissionError", "PermissionError"], lines
+    assert int(lines[0]) >= 61000 and lines[1:4] == ["PermissionError"] * 3, lines
     assert lines[4].startswith("READ '# mlcourse"), lines  # the rest of the checkout is there
     assert run.killed is None
 

@@ -7,6 +7,7 @@ failure of the grader itself) is a :class:`GradeResult` with a ``status`` and a 
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import sys
 import time
@@ -20,6 +21,8 @@ from .assemble import TEXT_STUB, assemble, graded_cells, read_notebook, visible_
 from .course import solutions_folder
 from .execute import Limits, execute, interrupted_cells, score_cells
 from .feedback import feedback_html
+from .replay import plan_tests
+from .static import screen
 
 __all__ = ["GradeResult", "grade", "write_feedback", "find_assignment", "resolve_isolation", "default_hidden",
            "written_answers"]
@@ -29,7 +32,7 @@ __all__ = ["GradeResult", "grade", "write_feedback", "find_assignment", "resolve
 class GradeResult:
     """The outcome of grading one submission.
 
-    ``status`` is ``"graded"`` (every cell ran; failures score 0), ``"memory"`` or
+    ``status`` is ``"graded"`` (every cell ran; failures score 0), ``"memory"``, ``"disk"`` or
     ``"timeout"`` (the kernel was killed; cells that ran keep their points), ``"died"``
     (the kernel crashed), ``"invalid"`` (not a notebook, or an unknown exercise) or
     ``"error"`` (the grader failed; ``error`` says how). ``error`` explains any status but
@@ -127,17 +130,31 @@ def default_hidden(course: Path, solutions: Path | None = None, extra: list[Path
 
 
 def resolve_isolation(requested: str = "auto") -> tuple[str, str]:
-    """``(mode, why)``: ``"namespace"`` where available, ``"none"`` otherwise; ``"namespace"`` is required if asked."""
-    from .sandbox import isolation_available
+    """``(mode, why)``: the strongest isolation available for ``"auto"``; a named mode is required.
+
+    ``"bwrap"`` (bubblewrap's allow-list sandbox), else ``"namespace"`` (root's mount
+    namespace that hides the solutions), else ``"none"``. Asking for ``"bwrap"`` or
+    ``"namespace"`` where it cannot run raises ``RuntimeError`` with the reason.
+    """
+    from .sandbox import bwrap_available, isolation_available
 
     if requested == "none":
         return "none", "isolation turned off"
+    fix = ("Grade as root on Linux (a container or a CI runner), or pass --isolation none for a trusted run")
+    if requested in ("auto", "bwrap"):
+        ok, why_not = bwrap_available()
+        if ok:
+            user = "as an unprivileged user, " if os.geteuid() == 0 else "as this user (not root: no other user id), "
+            return "bwrap", (f"kernels run {user}in a bubblewrap sandbox: they see the interpreter, the package and "
+                             "their own folder, a private /tmp, no network")
+        if requested == "bwrap":
+            raise RuntimeError(f"isolation 'bwrap' was asked for but is not available: {why_not}. {fix}")
     ok, why = isolation_available()
     if ok:
-        return "namespace", "kernels run as an unprivileged user in a mount namespace that hides the solutions"
+        return "namespace", ("kernels run as an unprivileged user in a mount namespace that hides the solutions, "
+                             "without network; /tmp is shared with the machine (install bubblewrap for an allow-list)")
     if requested == "namespace":
-        raise RuntimeError(f"isolation 'namespace' was asked for but is not available: {why}. Grade as root on "
-                           "Linux (a container or a CI runner), or pass --isolation none for a trusted run")
+        raise RuntimeError(f"isolation 'namespace' was asked for but is not available: {why}. {fix}")
     return "none", f"kernels run as this user and could read the solutions ({why})"
 
 
@@ -189,8 +206,21 @@ def grade(submission: str | Path, course: str | Path, assignment: str | None = N
         result.notes = assembled.notes
         result.written = written_answers(assembled.notebook, source)
         result.pending = float(sum(w["points"] for w in result.written if w["status"] == "pending"))
+        disarmed, flags = screen(assembled.notebook)
+        result.notes += disarmed
+        flags = flags if limits.screen else []
+        if flags:  # code that drives the kernel: no machine verdict, the instructor reviews it
+            result.notes += [f"not graded automatically: {f}" for f in flags]
+            result.cells = [{"name": gid, "score": 0.0, "max_score": points, "status": "failed", "error": "NotGraded",
+                             "message": "the notebook uses code that drives the kernel or loads code by name "
+                                        "(see the notes); your instructor reviews it by hand"}
+                            for gid, points in graded_cells(source)]
+            result.status = "graded"
+            result.seconds = round(time.perf_counter() - start, 2)
+            return write_feedback(result, source, feedback_dir, feedback_name)
+        plans = plan_tests(assembled.notebook, source)
         run = execute(assembled.notebook, limits)
-        result.cells = score_cells(run)
+        result.cells = score_cells(run, plans)
         result.score = sum(c["score"] for c in result.cells)
         result.notes += interrupted_cells(run)
         result.peak_mb = run.peak_mb

@@ -187,7 +187,8 @@ def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grade
             kernels).
         workers: Submissions graded at a time (default: the number of CPU cores).
         limits: Cell timeout, notebook timeout and memory of each kernel.
-        isolation: ``"auto"``, ``"namespace"`` (required: fail if unavailable) or ``"none"``.
+        isolation: ``"auto"``, ``"bwrap"`` or ``"namespace"`` (required: fail if unavailable) or ``"none"``
+            (see :func:`~mlcourse.grading.autograde.resolve_isolation`).
         regrade: Grade again submissions whose bytes did not change since the last run.
         progress: Show a progress bar.
         shard: ``(I, N)``: grade only the students of shard ``I`` of ``N``
@@ -200,7 +201,7 @@ def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grade
     Raises:
         CourseError: ``course`` has no ``solutions/`` (or ``solutions`` holds no notebook).
         ValueError: ``folder`` is not a folder, or a hidden path holds what the kernels need.
-        RuntimeError: ``isolation="namespace"`` was asked for and is not available.
+        RuntimeError: ``isolation="bwrap"`` or ``"namespace"`` was asked for and is not available.
     """
     from ..progress import tqdm
 

@@ -1,6 +1,8 @@
 """Run an assembled notebook in a sandboxed kernel and score its test cells.
 
-A test cell earns its points when it runs without an error, as in nbgrader. The kernel is
+A test earns its points when its replay in the grader's process, on the values the kernel
+sent back, raises nothing (:mod:`mlcourse.grading.replay`); the kernel's own outcome of the
+cell does not count. The kernel is
 started through :mod:`mlcourse.grading.sandbox` (see there for the limits and the isolation);
 this module drives it cell by cell with ``nbclient``: a cell that runs longer than
 ``cell_timeout`` is interrupted and scores 0, and when the launcher kills the kernel (memory,
@@ -32,10 +34,15 @@ class Limits:
         cell_timeout: Seconds a cell may run before it is interrupted (it then scores 0).
         timeout: Seconds the whole notebook may run before the kernel is killed.
         memory_mb: Resident memory of the kernel and its children before it is killed.
-        isolation: ``"namespace"`` (hidden paths, another user; needs root) or ``"none"``.
+        isolation: ``"bwrap"`` (an allow-list sandbox of bubblewrap: no network, private
+            ``/tmp``; another user when root), ``"namespace"`` (hidden paths, another user, no
+            network; needs root) or ``"none"``.
         hide: Paths the kernel must not see (namespace isolation only).
         uid: User id the kernel runs as (namespace isolation only).
         data: Data cache the kernel gets a private copy of.
+        disk_mb: Files the kernel may write to its folders before it is killed.
+        screen: Score no test of a notebook whose code drives the kernel or loads code by name
+            (:func:`~mlcourse.grading.static.screen`); turned off only to test the verdicts alone.
     """
 
     cell_timeout: float = 300
@@ -45,6 +52,8 @@ class Limits:
     hide: list[str] = field(default_factory=list)
     uid: int = 61000
     data: str | None = None
+    screen: bool = True
+    disk_mb: float = 1024
 
 
 @dataclass
@@ -61,11 +70,13 @@ class Execution:
 def _kernelspec(folder: Path, limits: Limits, report: Path) -> None:
     argv = [sys.executable, str(SANDBOX), "--report", str(report), "--memory-mb", str(limits.memory_mb),
             "--root", str(folder), "--log", str(folder / "kernel.log"),
-            "--wall-s", str(limits.timeout), "--isolation", limits.isolation, "--uid", str(limits.uid)]
+            "--wall-s", str(limits.timeout), "--disk-mb", str(limits.disk_mb), "--isolation", limits.isolation, "--uid", str(limits.uid)]
     for path in limits.hide:
         argv += ["--hide", str(path)]
     if limits.data:
         argv += ["--data", str(limits.data)]
+    if limits.isolation != "none":  # no network: the kernel is reached over sockets in this folder
+        argv += ["--ipc", str(folder / "ipc")]
     argv += ["--", sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     spec = folder / "kernels" / "mlcourse-grading"
     spec.mkdir(parents=True)
@@ -89,6 +100,9 @@ def execute(nb: nbformat.NotebookNode, limits: Limits) -> Execution:
         _kernelspec(folder, limits, report)
         ksm = KernelSpecManager(kernel_dirs=[str(folder / "kernels")])
         km = AsyncKernelManager(kernel_name="mlcourse-grading", kernel_spec_manager=ksm)
+        if limits.isolation != "none":
+            (folder / "ipc").mkdir()
+            km.transport, km.ip = "ipc", str(folder / "ipc" / "k")
         client = NotebookClient(
             nb, km=km, timeout=max(1, round(limits.cell_timeout)), interrupt_on_timeout=True, allow_errors=True,
             startup_timeout=120, record_timing=False, kernel_name="mlcourse-grading",
@@ -117,7 +131,7 @@ def execute(nb: nbformat.NotebookNode, limits: Limits) -> Execution:
         if report.exists():
             info = json.loads(report.read_text())
             run.peak_mb = info.get("peak_mb")
-            if info.get("reason") in ("memory", "timeout"):
+            if info.get("reason") in ("memory", "timeout", "disk"):
                 run.killed = info
             elif len(run.replies) < sum(c.cell_type == "code" for c in nb.cells) and run.error is None:
                 run.killed = {"reason": "died", "detail": f"the kernel died ({info.get('detail', 'no reason given')})"}
@@ -135,21 +149,43 @@ def interrupted_cells(run: Execution) -> list[str]:
     return notes
 
 
-def score_cells(run: Execution) -> list[dict]:
-    """Per graded cell: ``name``, ``score``, ``max_score``, ``status`` and, on failure, ``error``/``message``."""
+def score_cells(run: Execution, plans: dict | None = None) -> list[dict]:
+    """Per graded cell: ``name``, ``score``, ``max_score``, ``status`` and, on failure, ``error``/``message``.
+
+    With ``plans`` (:func:`~mlcourse.grading.replay.plan_tests`), a test that ran passes when
+    its replay in this process on the kernel's results raises nothing; the kernel's own
+    outcome of the cell is not trusted. Without, a cell passes when it ran without an error.
+    """
+    from .replay import CallMismatch, recorded_calls, replay
+
     index = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(run.notebook.cells)}
     cells = []
     for gid, points in graded_cells(run.notebook):
         reply = run.replies.get(index[gid])
         entry = {"name": gid, "score": 0.0, "max_score": points}
+        kernel_error = (reply or {}).get("ename") if (reply or {}).get("status") != "ok" else None
         if reply is None:
             entry.update(status="not run", error=(run.killed or {}).get("reason", "not run"))
-        elif reply.get("status") == "ok":
-            entry.update(status="passed", score=points)
+        elif kernel_error == "CellTimeout":
+            entry.update(status="timeout", error="CellTimeout", message=str(reply.get("evalue", ""))[:500])
+        elif plans is None or gid not in plans:
+            if reply.get("status") == "ok":
+                entry.update(status="passed", score=points)
+            else:
+                entry.update(status="failed", error=reply.get("ename") or "error",
+                             message=str(reply.get("evalue", ""))[:500])
         else:
-            timeout = reply.get("ename") == "CellTimeout"
-            entry.update(status="timeout" if timeout else "failed", error=reply.get("ename") or "error",
-                         message=str(reply.get("evalue", ""))[:500])
+            calls, refused = recorded_calls(run.notebook.cells[index[gid]])
+            verdict = {"status": "failed", "error": "CallMismatch", "message": refused} if refused else \
+                replay(plans[gid], calls)
+            if verdict["status"] == "passed":
+                entry.update(status="passed", score=points)
+            else:
+                entry.update(verdict)
+                if verdict["error"] == CallMismatch.__name__ and kernel_error:  # it stopped early in the kernel
+                    name = str(kernel_error)
+                    entry.update(error=name if name.isidentifier() and len(name) <= 40 else "error",
+                                 message=str(reply.get("evalue", ""))[:500])
         cells.append(entry)
     return cells
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 __all__ = ["isolation_available", "main"]
 
-CLONE_NEWNS = 0x00020000
+CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG = 1
@@ -76,6 +76,81 @@ def isolation_available() -> tuple[bool, str]:
     return True, "ok"
 
 
+BWRAP_TMPFS_MB = 256  # each of the kernel's private /tmp and /dev/shm
+ETC_KEEP = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd", "group", "hosts",
+            "mime.types", "fonts", "ssl/certs")
+
+
+def _allow_list() -> list[str]:
+    """What a bubblewrap kernel sees of the machine: the system's libraries, the interpreter, the package.
+
+    The package's folder itself (``mlcourse/``), never the checkout around it, where the
+    instructor notebooks live.
+    """
+    import site
+
+    package = Path(__file__).resolve().parents[1]
+    paths = {"/usr", Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(),
+             Path(sys.executable).resolve().parent, package}
+    for entry in [*sys.path, *site.getsitepackages()]:
+        if entry and os.path.isdir(entry) and ("site-packages" in entry or entry.endswith("dist-packages")):
+            paths.add(Path(entry).resolve())
+    return sorted({str(p) for p in paths})
+
+
+def bwrap_command(workdir: Path, extra_rw: list[str], uid: int | None, cmd: list[str]) -> list[str]:
+    """The ``bwrap`` command that runs ``cmd`` in an allow-list sandbox (see the module's description)."""
+    argv = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--unshare-net", "--unshare-ipc",
+            "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "grading"]
+    def parents(paths):  # bwrap makes missing folders 0700: make the way to each bound path 0755
+        out = []
+        for parent in sorted({str(q) for p in paths for q in Path(p).parents if str(q) != "/"}, key=len):
+            out += ["--perms", "0755", "--dir", parent]
+        return out
+
+    allowed = _allow_list()
+    argv += parents(allowed)
+    for path in allowed:
+        argv += ["--ro-bind", path, path]
+    for name in ("bin", "lib", "lib64", "sbin"):  # merged-/usr systems: links into /usr
+        target = f"/{name}"
+        if os.path.islink(target):
+            argv += ["--symlink", os.readlink(target), target]
+        elif os.path.isdir(target):
+            argv += ["--ro-bind", target, target]
+    for name in ETC_KEEP:
+        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(BWRAP_TMPFS_MB * 2**20), "--tmpfs", "/tmp",
+             "--size", str(BWRAP_TMPFS_MB * 2**20), "--tmpfs", "/dev/shm"]
+    argv += parents([str(workdir), *extra_rw])
+    for path in [str(workdir), *extra_rw]:
+        argv += ["--bind", path, path]
+    argv += ["--chdir", str(workdir)]
+    if uid is not None:
+        argv += ["--", shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}",
+                 "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
+    return argv + ["--", *cmd]
+
+
+@functools.lru_cache(maxsize=None)
+def bwrap_available() -> tuple[bool, str]:
+    """Whether kernels can run in a bubblewrap sandbox here (as user 61000 when root), and why not."""
+    if not sys.platform.startswith("linux"):
+        return False, f"needs Linux (this is {sys.platform})"
+    if not shutil.which("bwrap"):
+        return False, "bubblewrap is not installed (apt install bubblewrap)"
+    with tempfile.TemporaryDirectory(prefix="mlcourse-probe-") as stage:
+        os.chmod(stage, 0o777)
+        uid = 61000 if os.geteuid() == 0 else None
+        probe = subprocess.run(bwrap_command(Path(stage), [], uid, [sys.executable, "-c", "import ipykernel, mlcourse"]),
+                               capture_output=True, text=True, cwd=stage)
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no message"])[-1]
+        return False, f"bubblewrap cannot start a kernel here ({last})"
+    return True, "ok"
+
+
 def _needed() -> list[str]:
     """Folders the kernel needs: the interpreter, the environment, the package's checkout."""
     here = Path(__file__).resolve().parents[2]
@@ -94,7 +169,7 @@ def _closed_ancestor(path: str) -> str | None:
     return None
 
 
-def _enter_namespace(hide: list[str], stage: str | None = None) -> None:
+def _enter_namespace(hide: list[str], stage: str | None = None, network: bool = False) -> None:
     """A new mount namespace where the needed folders are reachable and the hidden ones empty.
 
     A needed folder behind a closed one (the interpreter under ``/root``) is bind-mounted to
@@ -102,7 +177,7 @@ def _enter_namespace(hide: list[str], stage: str | None = None) -> None:
     mounted back at its own path inside it. Every hidden path gets an empty tmpfs on top.
     """
     libc = _libc()
-    _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _check(libc.unshare(CLONE_NEWNS | (CLONE_NEWNET if network else 0)), "unshare")
     _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
     blocked = [(p, _closed_ancestor(p)) for p in _needed()]
     blocked = [(p, b) for p, b in blocked if b]
@@ -175,6 +250,40 @@ def _rss_mb(pids: list[int]) -> float:
     return total / 2**20
 
 
+UID_LOCKS = Path("/run/mlcourse-grading")  # root's; one lock per user id in use by a kernel
+
+
+def _claim_uid(start: int, tries: int = 4000):
+    """The first user id from ``start`` that no other grading kernel on this machine holds, and its lock.
+
+    Kernels of two graders running at once (two shards, two tests) must not share a user id:
+    the launcher kills every process of its user id when its kernel ends.
+    """
+    import fcntl
+
+    UID_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    for uid in range(start, start + tries):
+        handle = open(UID_LOCKS / f"{uid}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return uid, handle
+        except OSError:
+            handle.close()
+    raise RuntimeError(f"no free user id for a grading kernel in {start}..{start + tries - 1}")
+
+
+def _du(folder) -> int:
+    """Bytes of the files under ``folder`` (not following links)."""
+    total = 0
+    for base, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(base, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
 def _kill_user(uid: int) -> None:
     """SIGKILL every process of ``uid`` (a kernel's stray children, in namespace mode)."""
     import psutil
@@ -199,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", required=True, help="JSON file for the reason the kernel was killed")
     parser.add_argument("--memory-mb", type=float, default=4096)
     parser.add_argument("--wall-s", type=float, default=1800)
-    parser.add_argument("--isolation", choices=["namespace", "none"], default="none")
+    parser.add_argument("--isolation", choices=["bwrap", "namespace", "none"], default="none")
+    parser.add_argument("--ipc", help="folder of the kernel's sockets (ipc transport), shared with the grader")
+    parser.add_argument("--disk-mb", type=float, default=1024, help="most the kernel may write to its folders")
     parser.add_argument("--uid", type=int, default=61000)
     parser.add_argument("--hide", action="append", default=[])
     parser.add_argument("--data", help="data cache to give the kernel a private copy of")
@@ -219,27 +330,36 @@ def main(argv: list[str] | None = None) -> int:
     for sub in ("tmp", ".ipython", ".matplotlib"):
         (workdir / sub).mkdir()
     _private_data(args.data, workdir / "data")
-    isolated = args.isolation == "namespace"
+    root = os.geteuid() == 0
+    isolated = args.isolation == "namespace" or args.isolation == "bwrap" and root  # another user id
+    if isolated:
+        args.uid, _uid_lock = _claim_uid(args.uid)  # held until this launcher exits
+    if args.ipc and isolated:
+        os.chown(args.ipc, args.uid, args.uid)
     # The kernel reads its connection file after it switched user: give it its own copy.
     for i, arg in enumerate(cmd):
         if arg == "-f" and i + 1 < len(cmd) and os.path.exists(cmd[i + 1]):
             own = workdir / "connection.json"
             shutil.copy(cmd[i + 1], own)
             cmd[i + 1] = str(own)
+    if args.isolation == "bwrap":
+        cmd = bwrap_command(workdir, [args.ipc] if args.ipc else [], args.uid if isolated else None, cmd)
     if isolated:  # the folders and the connection file; the data files stay the grader's (hard links)
         for path in [workdir, *(p for p in workdir.iterdir() if p.is_dir() or p.name == "connection.json")]:
             os.chown(path, args.uid, args.uid)
         os.chmod(workdir, 0o700)
 
     def start_kernel() -> None:  # runs in the child, before exec
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if args.isolation != "bwrap":  # bwrap must ignore the grader's interrupts; ipykernel takes them itself
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (2**30, 2**30))  # no file over 1 GiB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**28, 2**28))  # no file over 256 MiB
         if isolated:
-            _enter_namespace(args.hide, str(stage))
-            resource.setrlimit(resource.RLIMIT_NPROC, (512, 512))
+            resource.setrlimit(resource.RLIMIT_NPROC, (512, 512))  # counted for the kernel's user, not root
+        if args.isolation == "namespace":
+            _enter_namespace(args.hide, str(stage), network=bool(args.ipc))
             os.setgroups([])
             os.setgid(args.uid)
             os.setuid(args.uid)
@@ -249,10 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     peak, code = 0.0, None
     try:
         log = open(args.log, "ab") if args.log else None
-        kernel = subprocess.Popen(cmd, cwd=workdir, env=_environment(workdir), preexec_fn=start_kernel,
+        env = _environment(workdir)
+        if args.isolation == "bwrap":  # in its own process namespace, the grader's pid means nothing to it
+            env.pop("JPY_PARENT_PID", None)
+        kernel = subprocess.Popen(cmd, cwd=workdir, env=env, preexec_fn=start_kernel,
                                   stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         signal.signal(signal.SIGTERM, lambda *_: kernel.kill())
         start = time.monotonic()
+        next_disk_check = start + 1.0
         while kernel.poll() is None:
             rss = _rss_mb(_tree(kernel.pid))
             peak = max(peak, rss)
@@ -261,6 +385,12 @@ def main(argv: list[str] | None = None) -> int:
                                                          f"limit of {args.memory_mb:.0f} MiB"}
             elif time.monotonic() - start > args.wall_s:
                 reason = {"reason": "timeout", "detail": f"the notebook ran longer than {args.wall_s:.0f} s in all"}
+            elif time.monotonic() >= next_disk_check:
+                next_disk_check = time.monotonic() + 1.0
+                used = sum(_du(p) for p in (workdir, args.ipc) if p) / 2**20
+                if used > args.disk_mb:
+                    reason = {"reason": "disk", "detail": f"the kernel wrote {used:.0f} MiB of files, more than the "
+                                                          f"limit of {args.disk_mb:.0f} MiB"}
             if reason:
                 for pid in reversed(_tree(kernel.pid)):
                     try:
