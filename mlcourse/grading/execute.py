@@ -21,7 +21,7 @@ import nbformat
 
 from .assemble import graded_cells
 
-__all__ = ["Limits", "Execution", "execute", "interrupted_cells", "score_cells", "SANDBOX"]
+__all__ = ["Limits", "Execution", "execute", "interrupted_cells", "score_cells", "SANDBOX", "MAX_OUTPUT_BYTES"]
 
 SANDBOX = Path(__file__).with_name("sandbox.py")  # run by path: the launcher must not import torch
 
@@ -84,12 +84,44 @@ def _kernelspec(folder: Path, limits: Limits, report: Path) -> None:
                                                   "language": "python", "interrupt_mode": "signal"}))
 
 
+MAX_OUTPUT_BYTES = 2 * 2**20  # printed output kept per cell; the results a test sends have their own budget
+
+
+def _capped_client(**kwargs):
+    """An ``nbclient`` client that keeps at most :data:`MAX_OUTPUT_BYTES` of output per cell (floods are dropped)."""
+    from nbclient import NotebookClient
+
+    from .channel import MIME
+    from .wire import MAX_BYTES
+
+    class Capped(NotebookClient):
+        sizes: dict = {}
+
+        def output(self, outs, msg, display_id, cell_index):
+            out = super().output(outs, msg, display_id, cell_index)
+            if out is None:
+                return out
+            record = MIME in out.get("data", {})
+            key = (cell_index, record)
+            self.sizes[key] = self.sizes.get(key, 0) + len(json.dumps(out))
+            if self.sizes[key] > (MAX_BYTES if record else MAX_OUTPUT_BYTES):
+                if outs and outs[-1] is out:
+                    outs.pop()
+                if not record and not self.sizes.get((cell_index, "noted")):
+                    self.sizes[(cell_index, "noted")] = True
+                    outs.append(nbformat.v4.new_output("stream", name="stderr", text="[output truncated]\n"))
+            return out
+
+    client = Capped(**kwargs)
+    client.sizes = {}
+    return client
+
+
 def execute(nb: nbformat.NotebookNode, limits: Limits) -> Execution:
     """Execute every code cell of ``nb`` (in place) in a sandboxed kernel; never raises."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
-    from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
     run = Execution(nb)
@@ -103,8 +135,8 @@ def execute(nb: nbformat.NotebookNode, limits: Limits) -> Execution:
         if limits.isolation != "none":
             (folder / "ipc").mkdir()
             km.transport, km.ip = "ipc", str(folder / "ipc" / "k")
-        client = NotebookClient(
-            nb, km=km, timeout=max(1, round(limits.cell_timeout)), interrupt_on_timeout=True, allow_errors=True,
+        client = _capped_client(
+            nb=nb, km=km, timeout=max(1, round(limits.cell_timeout)), interrupt_on_timeout=True, allow_errors=True,
             startup_timeout=120, record_timing=False, kernel_name="mlcourse-grading",
             error_on_timeout={"ename": "CellTimeout", "traceback": [],
                               "evalue": f"the cell ran longer than {limits.cell_timeout:g} s and was interrupted"},

@@ -40,9 +40,8 @@ from .assemble import _is_answer, _meta
 from .channel import MIME, SEED, _inputs, seed_all
 from .static import ownership, top_level_names
 
-__all__ = ["CallMismatch", "TestPlan", "plan_tests", "recorded_calls", "replay", "MAX_OUTPUT_BYTES"]
+__all__ = ["CallMismatch", "TestPlan", "plan_tests", "recorded_calls", "replay"]
 
-MAX_OUTPUT_BYTES = 2 * 2**20  # of printed output per cell; records have wire.MAX_BYTES of their own
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
 

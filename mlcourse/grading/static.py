@@ -140,7 +140,7 @@ HAZARD_ATTRS = {
     "__class__": "reaches an object's internals", "__subclasses__": "reaches an object's internals",
     "__bases__": "reaches an object's internals", "__mro__": "reaches an object's internals",
     "__code__": "reaches compiled code", "__closure__": "reaches compiled code",
-    "__wrapped__": "unwraps a function", "__getattribute__": "reaches an object's internals",
+    "__wrapped__": "unwraps a function", "__self__": "reaches an object's internals", "__func__": "reaches compiled code", "__getattribute__": "reaches an object's internals",
     "__builtins__": "reaches the builtins", "__loader__": "loads code", "__spec__": "loads code",
     "set_custom_exc": "replaces the kernel's exception handler", "input_transformers_cleanup": "drives the kernel",
     "input_transformers_post": "drives the kernel", "ast_transformers": "drives the kernel",
