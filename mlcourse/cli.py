@@ -41,7 +41,8 @@ def _grade(args: argparse.Namespace) -> int:
         return 2
     from .grading.autograde import default_hidden, resolve_isolation
 
-    limits = grading.Limits(cell_timeout=args.cell_timeout, timeout=args.timeout, memory_mb=args.memory_mb)
+    limits = grading.Limits(cell_timeout=args.cell_timeout, timeout=args.timeout, memory_mb=args.memory_mb,
+                            disk_mb=args.disk_mb)
     path = Path(args.path)
     solutions = Path(args.solutions) if args.solutions else None
     try:
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--cell-timeout", type=float, default=300, help="seconds per cell before it is interrupted")
     g.add_argument("--timeout", type=float, default=1200, help="seconds per notebook before its kernel is killed")
     g.add_argument("--memory-mb", type=float, default=4096, help="memory per kernel before it is killed")
+    g.add_argument("--disk-mb", type=float, default=1024, help="files a kernel may write before it is killed")
     g.add_argument("--isolation", choices=["auto", "bwrap", "namespace", "none"], default="auto",
                    help="bwrap: bubblewrap's allow-list sandbox (no network, private /tmp, another user when root); "
                         "namespace: a mount namespace that hides the solutions (root on Linux); either fails if "

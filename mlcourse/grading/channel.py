@@ -30,7 +30,9 @@ from . import wire
 
 __all__ = ["MIME", "SEED", "begin_test", "record", "seed_all"]
 
+#: The output type of the kernel's record of one call.
 MIME = "application/vnd.mlcourse.call+json"
+#: The seed of every random generator at the start of every test, in the kernel and in the grader.
 SEED = 0
 _state = {"active": False, "depth": 0}
 

@@ -84,7 +84,8 @@ def _kernelspec(folder: Path, limits: Limits, report: Path) -> None:
                                                   "language": "python", "interrupt_mode": "signal"}))
 
 
-MAX_OUTPUT_BYTES = 2 * 2**20  # printed output kept per cell; the results a test sends have their own budget
+#: Bytes of printed output kept per cell; beyond them a flood is dropped (the results a test sends have their own budget).
+MAX_OUTPUT_BYTES = 2 * 2**20
 
 
 def _capped_client(**kwargs):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 import re
 
-__all__ = ["ownership", "top_level_names"]
+__all__ = ["HAZARD_ATTRS", "HAZARD_MODULES", "HAZARD_NAMES", "disarm", "hazards", "ownership", "screen", "top_level_names"]
 
 _CALLS = {"__import__": "loads a module by name", "exec": "runs code from a string",
           "eval": "runs code from a string", "compile": "compiles code", "globals": "reaches names through globals()",
@@ -127,7 +127,7 @@ HAZARD_NAMES = {
     "compile": "compiles code", "__import__": "loads a module by name", "globals": "reaches names through globals()",
     "vars": "reaches names through vars()", "breakpoint": "enters a debugger", "__builtins__": "reaches the builtins",
 }
-#: Attributes whose use stops automatic grading: hooks of the interpreter, frames, object internals.
+#: Attributes whose use stops automatic grading (hooks of the interpreter, frames, object internals).
 HAZARD_ATTRS = {
     "settrace": "installs a tracing hook", "setprofile": "installs a profiling hook",
     "addaudithook": "installs an audit hook", "excepthook": "replaces the exception hook",
@@ -145,6 +145,7 @@ HAZARD_ATTRS = {
     "set_custom_exc": "replaces the kernel's exception handler", "input_transformers_cleanup": "drives the kernel",
     "input_transformers_post": "drives the kernel", "ast_transformers": "drives the kernel",
 }
+#: Modules whose import stops automatic grading (they load code by name or reach every object).
 HAZARD_MODULES = {"importlib", "builtins", "ctypes", "inspect", "gc", "pickle", "marshal", "dill", "cloudpickle",
                   "runpy", "code", "codeop", "imp", "pkgutil", "zipimport", "IPython", "ipykernel", "traitlets",
                   "mlcourse"}

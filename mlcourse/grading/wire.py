@@ -25,7 +25,8 @@ import numpy as np
 
 __all__ = ["Opaque", "WireError", "encode", "decode", "digest", "MAX_BYTES"]
 
-MAX_BYTES = 32 * 2**20  # the most a kernel may send for one test cell
+#: The most a kernel may send for one test cell, in bytes of JSON.
+MAX_BYTES = 32 * 2**20
 MAX_DEPTH = 24
 MAX_ITEMS = 100_000
 
