@@ -1,7 +1,9 @@
 """Helpers for the autograded tests of the exercises."""
 from __future__ import annotations
 
+import functools
 import inspect
+import sys
 from collections.abc import Callable
 
 __all__ = ["assert_own_implementation", "runs_in_your_kernel"]
@@ -15,9 +17,12 @@ def runs_in_your_kernel(fn: Callable) -> Callable:
     helper runs in the student's kernel, and what it returns is checked in the grader's own
     process (:mod:`mlcourse.grading.replay`). Outside grading it is the function itself.
     """
-    from .grading.channel import record
+    @functools.wraps(fn)
+    def helper(*args, **kwargs):
+        channel = sys.modules.get("mlcourse.grading.channel")  # loaded only in a grading kernel
+        return fn(*args, **kwargs) if channel is None else channel.record(fn, fn.__name__)(*args, **kwargs)
 
-    return record(fn)
+    return helper
 
 
 def assert_own_implementation(fn: Callable) -> None:

@@ -240,7 +240,7 @@ def test_class_results_are_clear_for_every_kind_of_submission(graded_class):
     _, _, results, _ = graded_class
     by = {r.student: r for r in results}
     expect = {"alice": ("graded", 5), "bob": ("graded", 0), "carol": ("timeout", 0), "dave": ("memory", 3),
-              "erin": ("graded", 5), "frank": ("graded", 3), "grace": ("graded", 5), "heidi": ("graded", 0),
+              "erin": ("graded", 5), "frank": ("graded", 3), "grace": ("graded", 0), "heidi": ("graded", 0),
               "ivan": ("invalid", 0), "judy.py": ("invalid", 0), "ken": ("died", 0), "leo": ("graded", 3),
               "mia": ("invalid", 0)}
     got = {name: (r.status, r.score) for name, r in by.items()}
@@ -266,10 +266,11 @@ def test_feedback_for_every_student_and_never_a_hidden_test(graded_class):
         assert r.feedback and Path(r.feedback).exists(), r.student
         _assert_no_hidden_test_in(r.feedback, source)
     heidi = next(r for r in results if r.student == "heidi")
-    # the spy saw the hidden tests in the kernel (its error message carries them) ...
-    assert any("reference" in (c.get("message") or "") for c in heidi.cells)
-    # ... yet its feedback page shows only the error type
-    assert "AssertionError" in Path(heidi.feedback).read_text()
+    # the spy drives the kernel (get_ipython): the static screen stops it before any of it runs
+    assert all(c["error"] == "NotGraded" for c in heidi.cells), heidi.cells
+    assert any("get_ipython" in n for n in heidi.notes) and "NotGraded" in Path(heidi.feedback).read_text()
+    grace = next(r for r in results if r.student == "grace")  # an import of a module this machine lacks
+    assert any("no_such_module_anywhere, which is not an installed package" in n for n in grace.notes), grace.notes
 
 
 def test_kernels_cannot_read_the_solutions(tmp_path):
@@ -285,7 +286,7 @@ def test_kernels_cannot_read_the_solutions(tmp_path):
         with pytest.raises(RuntimeError, match="isolation 'namespace' was asked for but is not available"):
             resolve_isolation("namespace")
         return
-    assert resolve_isolation("auto")[0] == "namespace"
+    assert resolve_isolation("auto")[0] in ("bwrap", "namespace")
     code = (f"import os\nfrom pathlib import Path\ncourse = Path({str(COURSE)!r})\n"
             "def attempt(f):\n    try:\n        return 'READ ' + repr(f())[:60]\n"
             "    except Exception as err:\n        return type(err).__name__\n"
@@ -295,11 +296,17 @@ def test_kernels_cannot_read_the_solutions(tmp_path):
             "print(attempt(lambda: open(course / 'solutions' / '01_episodes.ipynb').read()))\n"
             "print(attempt(lambda: open(course / 'README.md').read()))")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
-    run = execute(nb, Limits(isolation="namespace", hide=default_hidden(COURSE), cell_timeout=60))
-    lines = "".join(o.get("text", "") for o in nb.cells[0].outputs).splitlines()
-    assert int(lines[0]) >= 61000 and lines[1:4] == ["PermissionError"] * 3, lines
-    assert lines[4].startswith("READ '# mlcourse"), lines  # the rest of the checkout is there
-    assert run.killed is None
+    for mode in ("namespace", "bwrap") if resolve_isolation("auto")[0] == "bwrap" else ("namespace",):
+        cell = nbformat.v4.new_code_cell(code)
+        run = execute(nbformat.v4.new_notebook(cells=[cell]), Limits(isolation=mode, hide=default_hidden(COURSE),
+                                                                     cell_timeout=60))
+        lines = "".join(o.get("text", "") for o in cell.outputs).splitlines()
+        assert int(lines[0]) >= 61000, lines
+        if mode == "namespace":  # the hidden folders are empty and closed; the rest of the checkout is there
+            assert lines[1:4] == ["PermissionError"] * 3 and lines[4].startswith("READ '# mlcourse"), lines
+        else:  # an allow-list: nothing of the checkout but the package
+            assert lines[1:5] == ["FileNotFoundError"] * 4, lines
+        assert run.killed is None
 
 
 def test_a_rerun_grades_only_what_changed(graded_class):

@@ -18,23 +18,16 @@ never import it. Every entry point takes the course folder (``solutions/``, ``ex
   (:mod:`~mlcourse.grading.wire`); :mod:`~mlcourse.grading.static`: the check that an answer
   is the student's own code.
 
-The names below load their modules on first use, so that a grading kernel importing
-:mod:`~mlcourse.grading.channel` pulls in nothing of the grader.
 """
-from __future__ import annotations
+from .assemble import assemble, read_notebook
+from .autograde import GradeResult, grade
+from .batch import collect_submissions, grade_class
+from .course import CourseError, course_folder
+from .execute import Limits
+from .release import generate_exercise, generate_exercises
+from .shards import merge_gradebooks, parse_shard, shard_of
+from .summary import class_summary
 
-import importlib
-
-_WHERE = {"assemble": "assemble", "read_notebook": "assemble", "GradeResult": "autograde", "grade": "autograde",
-          "collect_submissions": "batch", "grade_class": "batch", "CourseError": "course",
-          "course_folder": "course", "Limits": "execute", "generate_exercise": "release",
-          "generate_exercises": "release", "merge_gradebooks": "shards", "parse_shard": "shards",
-          "shard_of": "shards", "class_summary": "summary"}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["CourseError", "GradeResult", "Limits", "assemble", "class_summary", "collect_submissions",
+           "course_folder", "generate_exercise", "generate_exercises", "grade", "grade_class", "merge_gradebooks",
+           "parse_shard", "read_notebook", "shard_of"]
