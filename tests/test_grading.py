@@ -209,7 +209,7 @@ def graded_class(tmp_path_factory):
     _student(subs / "alice.ipynb", both)
     _student(subs / "bob.ipynb")
     _student(subs / "carol.ipynb", both, insert=LOOP)
-    _student(subs / "dave.ipynb", both, insert="import numpy as np\nx = [np.ones(10**8) for _ in range(100)]",
+    _student(subs / "dave.ipynb", both, insert="import numpy as np\nx = [np.ones(4 * 10**8) for _ in range(25)]",
              after="test_sample_episode_indices")
     _student(subs / "erin.ipynb", both, edit=lambda nb: nb.cells.reverse())
     _student(subs / "frank.ipynb", both, edit=lambda nb: setattr(nb, "cells", [

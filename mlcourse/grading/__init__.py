@@ -13,9 +13,9 @@ never import it. Every entry point takes the course folder (``solutions/``, ``ex
 - :mod:`~mlcourse.grading.autograde`: one submission; :mod:`~mlcourse.grading.batch`: a class.
 - :mod:`~mlcourse.grading.shards`: a class split by student over machines, and the outputs merged.
 - :mod:`~mlcourse.grading.summary`: the class summary (score histogram, pass rate of each test).
-- :mod:`~mlcourse.grading.channel` (in the kernel) and :mod:`~mlcourse.grading.replay` (in the
+- :mod:`~mlcourse.exercise_channel` (in the kernel) and :mod:`~mlcourse.grading.replay` (in the
   grader): the verdicts, decided in the grader's process on the values the kernel sent
-  (:mod:`~mlcourse.grading.wire`); :mod:`~mlcourse.grading.static`: the check that an answer
+  (:mod:`~mlcourse.wire`); :mod:`~mlcourse.grading.static`: the check that an answer
   is the student's own code.
 
 """

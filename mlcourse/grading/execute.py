@@ -92,8 +92,8 @@ def _capped_client(**kwargs):
     """An ``nbclient`` client that keeps at most :data:`MAX_OUTPUT_BYTES` of output per cell (floods are dropped)."""
     from nbclient import NotebookClient
 
-    from .channel import MIME
-    from .wire import MAX_BYTES
+    from ..exercise_channel import MIME
+    from ..wire import MAX_BYTES
 
     class Capped(NotebookClient):
         sizes: dict = {}

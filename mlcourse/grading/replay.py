@@ -7,8 +7,8 @@ follow (input and AST transformers, exception handlers, tracing hooks, patched a
 helpers). So every test runs twice:
 
 1. **In the student's kernel** (sandboxed), with the student's functions wrapped by
-   :mod:`~mlcourse.grading.channel`: each call's inputs (as a digest), its result and the
-   inputs it changed are sent back as data (:mod:`~mlcourse.grading.wire`, never pickle).
+   :mod:`~mlcourse.exercise_channel`: each call's inputs (as a digest), its result and the
+   inputs it changed are sent back as data (:mod:`~mlcourse.wire`, never pickle).
 2. **In the grader's process**, where the same test code runs again with the real
    references and assertions, and every call of a student's function is answered by a
    stand-in that checks the inputs' digest and hands back what the kernel sent for that
@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import wire
+from .. import wire
+from ..exercise_channel import MIME, SEED, _inputs, seed_all
 from .assemble import _is_answer, _meta
-from .channel import MIME, SEED, _inputs, seed_all
 from .static import ownership, top_level_names
 
 __all__ = ["CallMismatch", "TestPlan", "plan_tests", "recorded_calls", "replay"]
@@ -99,7 +99,7 @@ def plan_tests(assembled, source) -> dict[str, TestPlan]:
 
     Args:
         assembled: The notebook to execute (:func:`~mlcourse.grading.assemble.assemble`); its
-            test cells are rewritten in place to start with :func:`~mlcourse.grading.channel.begin_test`.
+            test cells are rewritten in place to start with :func:`~mlcourse.exercise_channel.begin_test`.
         source: The instructor notebook: which names are the student's comes from its answer
             cells, never from the submission.
     """
@@ -123,7 +123,7 @@ def plan_tests(assembled, source) -> dict[str, TestPlan]:
             gid, text = meta["grade_id"], cell.source
             helpers, spans = _helpers(text)
             prelude = ("import torch\n" if "torch" in text else "") + \
-                f"__import__('mlcourse.grading.channel', fromlist=['_']).begin_test(globals(), {sorted(student)!r})\n"
+                f"__import__('mlcourse.exercise_channel', fromlist=['_']).begin_test(globals(), {sorted(student)!r})\n"
             plans[gid] = TestPlan(gid, text, prelude + text, _blank(text, spans), setups[gid],
                                   sorted(student) + helpers, {n: ownership(answers, n) for n in student})
             cell.source = prelude + text

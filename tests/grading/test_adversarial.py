@@ -98,7 +98,7 @@ ATTACKS = {
     "fork_bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
                   {}, None, 0),
     "output_flood": ("import sys\nwhile True:\n    sys.stdout.write('x' * 100000 + '\\n')", {}, None, 0),
-    "forged_channel": ("import numpy as np\nfrom mlcourse.grading import channel, wire\n"
+    "forged_channel": ("import numpy as np\nfrom mlcourse import exercise_channel as channel, wire\n"
                        "def forged(entry):  # claim every call returned arrays that satisfy the visible asserts\n"
                        "    entry.pop('raised', None)\n"
                        "    entry['result'] = wire.encode((np.arange(6), np.arange(6, 12), np.arange(3)))\n"
@@ -157,11 +157,11 @@ def hostile(tmp_path_factory):
         if name in SCREENED:
             shutil.copy(subs / f"{name}.ipynb", flagged)
     os.environ["MLCOURSE_GRADER_SECRET"] = SECRET  # passed to kernels (MLCOURSE_*), never shown back
-    limits = Limits(cell_timeout=4, timeout=20, memory_mb=1500, disk_mb=200, screen=False)
+    limits = Limits(cell_timeout=6, timeout=24, memory_mb=1500, disk_mb=200, screen=False)
     try:
         unscreened = grade_class(subs, course, out=root / "open", workers=2, limits=limits, progress=False)
         screened = grade_class(flagged, course, out=root / "screened", workers=2,
-                               limits=Limits(cell_timeout=4, timeout=20, memory_mb=1500, disk_mb=200), progress=False)
+                               limits=Limits(cell_timeout=6, timeout=24, memory_mb=1500, disk_mb=200), progress=False)
     finally:
         os.environ.pop("MLCOURSE_GRADER_SECRET", None)
         server.close()

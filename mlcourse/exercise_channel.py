@@ -5,9 +5,9 @@ random generators and wraps the student's functions. While the test runs, every 
 wrapped function (calls it makes to other wrapped functions excepted) is sent to the grader
 as one ``display_data`` output of the type :data:`MIME`:
 
-- the function's name and a :func:`~mlcourse.grading.wire.digest` of its inputs, taken
+- the function's name and a :func:`~mlcourse.wire.digest` of its inputs, taken
   before the call;
-- what it returned (see :func:`~mlcourse.grading.wire.encode`), or the exception it raised;
+- what it returned (see :func:`~mlcourse.wire.encode`), or the exception it raised;
 - the new state of each input it changed: a module's weights, flags and gradients, a
   random generator's state, a tensor changed in place.
 

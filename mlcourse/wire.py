@@ -1,6 +1,6 @@
 """Values that cross from a grading kernel to the grader: JSON and raw bytes, never pickle.
 
-The kernel sends what the student's functions returned (:mod:`~mlcourse.grading.channel`);
+The kernel sends what the student's functions returned (:mod:`~mlcourse.exercise_channel`);
 the grader rebuilds the values with :func:`decode` and runs the tests on them in its own
 process (:mod:`~mlcourse.grading.replay`). Decoding builds only plain data (numbers,
 strings, lists, dicts, NumPy arrays, PyTorch tensors); anything else the kernel sent comes
