@@ -219,7 +219,10 @@ def grade(submission: str | Path, course: str | Path, assignment: str | None = N
             result.seconds = round(time.perf_counter() - start, 2)
             return write_feedback(result, source, feedback_dir, feedback_name)
         plans = plan_tests(assembled.notebook, source)
-        run = execute(assembled.notebook, limits)
+        graded = {gid for gid, _ in graded_cells(source)}
+        tests = [i for i, c in enumerate(assembled.notebook.cells)
+                 if c.metadata.get("nbgrader", {}).get("grade_id") in graded]
+        run = execute(assembled.notebook, limits, upto=max(tests, default=-1))  # nothing after the last test scores
         result.cells = score_cells(run, plans)
         result.score = sum(c["score"] for c in result.cells)
         result.notes += interrupted_cells(run)

@@ -6,7 +6,8 @@ Two layouts are read, and may be mixed:
   ``invalid`` row, as it is most likely a wrong upload);
 - nbgrader's: ``FOLDER/<student>/<assignment>/<notebook>.ipynb`` (e.g. ``submitted/``).
 
-Each submission is graded in a process of its own (``workers`` at a time), each kernel in
+Each submission is graded in a process of its own (``workers`` at a time, forked from a
+process that imported the grader once: :mod:`mlcourse.grading.worker`), each kernel in
 the sandbox of :mod:`mlcourse.grading.sandbox` with its own user id. Every submission gets
 exactly one row, whatever happens: the result of each is saved to ``OUT/results/`` as soon
 as it is known, so an interrupted batch loses nothing, and a rerun grades only what is new
@@ -23,8 +24,6 @@ import hashlib
 import json
 import os
 import queue
-import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
@@ -35,6 +34,7 @@ from .course import course_folder, solutions_folder
 from .execute import Limits
 from .shards import result_name, shard_of, write_manifest
 from .summary import write_class_summary
+from .worker import pool_context, run_job
 
 __all__ = ["Submission", "collect_submissions", "grade_class", "write_gradebook", "write_written_answers"]
 
@@ -107,6 +107,13 @@ def _sha(path: Path) -> str | None:
         return None
 
 
+def _save(path: Path, result: GradeResult) -> None:
+    """Write ``result`` to ``path`` whole or not at all (a batch killed mid-write leaves no half file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(result.to_json())
+    tmp.replace(path)
+
+
 def _grade_in_process(sub: Submission, course: Path, solutions: Path, out: Path, limits: Limits,
                       slot: int) -> GradeResult:
     spec = {"notebook": str(sub.path), "assignment": sub.assignment, "course": str(course),
@@ -114,16 +121,22 @@ def _grade_in_process(sub: Submission, course: Path, solutions: Path, out: Path,
             "feedback_dir": str(out / "feedback"), "feedback_name": f"{sub.key}.html", "student": sub.student,
             "limits": asdict(replace(limits, uid=UID_BASE + slot))}
     with tempfile.TemporaryDirectory(prefix="mlcourse-job-") as tmp:
-        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_path, result_path, log_path = Path(tmp) / "spec.json", Path(tmp) / "result.json", Path(tmp) / "log"
         spec_path.write_text(json.dumps(spec))
-        try:
-            proc = subprocess.run([sys.executable, "-m", "mlcourse.grading.worker", str(spec_path), str(result_path)],
-                                  capture_output=True, text=True, timeout=limits.timeout + 300)
-            if result_path.exists():
-                return GradeResult(**json.loads(result_path.read_text()))
-            why = f"the grading process exited with code {proc.returncode}: {proc.stderr[-1500:]}"
-        except subprocess.TimeoutExpired:
+        job = pool_context().Process(target=run_job, name=f"grade {sub.key}",
+                                     args=(str(spec_path), str(result_path), str(log_path), dict(os.environ),
+                                           os.getcwd()))
+        job.start()
+        job.join(limits.timeout + 300)
+        if job.is_alive():
+            job.kill()
+            job.join()
             why = f"the grading process did not finish within {limits.timeout + 300:.0f} s"
+        elif result_path.exists():
+            return GradeResult(**json.loads(result_path.read_text()))
+        else:
+            log = log_path.read_text(errors="replace")[-1500:] if log_path.exists() else ""
+            why = f"the grading process exited with code {job.exitcode}: {log}"
     return GradeResult(str(sub.path), sub.assignment, "error", student=sub.student, error=why, sha256=_sha(sub.path))
 
 
@@ -235,7 +248,7 @@ def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grade
             results[sub.key] = write_feedback(GradeResult(str(sub.path), sub.assignment, "invalid",
                                                           student=sub.student, error=sub.problem),
                                               None, out / "feedback", f"{sub.key}.html")
-            saved.write_text(results[sub.key].to_json())
+            _save(saved, results[sub.key])
         elif saved.exists() and not regrade:
             try:
                 old = GradeResult(**json.loads(saved.read_text()))
@@ -270,7 +283,7 @@ def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grade
                 result = write_feedback(result, None, out / "feedback", f"{sub.key}.html")
             results[sub.key] = result
             saved = out / "results" / result_name(sub.key)
-            saved.write_text(result.to_json())
+            _save(saved, result)
     for sub in subs:  # a row for every submission, even one the loop above could not save
         results.setdefault(sub.key, GradeResult(str(sub.path), sub.assignment, "error", student=sub.student,
                                                 error="not graded"))

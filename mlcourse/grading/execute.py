@@ -118,14 +118,19 @@ def _capped_client(**kwargs):
     return client
 
 
-def execute(nb: nbformat.NotebookNode, limits: Limits) -> Execution:
-    """Execute every code cell of ``nb`` (in place) in a sandboxed kernel; never raises."""
+def execute(nb: nbformat.NotebookNode, limits: Limits, upto: int | None = None) -> Execution:
+    """Execute the code cells of ``nb`` (in place) in a sandboxed kernel; never raises.
+
+    ``upto``: the index of the last cell to run (the grader passes its last test: the cells
+    after it cannot change a score, so they are not run); ``None`` runs every cell.
+    """
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
     from nbclient.exceptions import DeadKernelError
 
     run = Execution(nb)
+    last = len(nb.cells) - 1 if upto is None else min(upto, len(nb.cells) - 1)
     with tempfile.TemporaryDirectory(prefix="mlcourse-exec-") as tmp:
         folder = Path(tmp)
         os.chmod(folder, 0o711)  # the kernel's user may enter it to reach its own working folder
@@ -146,7 +151,7 @@ def execute(nb: nbformat.NotebookNode, limits: Limits) -> Execution:
             resources={"metadata": {"path": tmp}})
         try:
             with client.setup_kernel():
-                for index, cell in enumerate(nb.cells):
+                for index, cell in enumerate(nb.cells[:last + 1]):
                     if cell.cell_type == "code":
                         client.execute_cell(cell, index)
         except DeadKernelError:
@@ -166,7 +171,7 @@ def execute(nb: nbformat.NotebookNode, limits: Limits) -> Execution:
             run.peak_mb = info.get("peak_mb")
             if info.get("reason") in ("memory", "timeout", "disk"):
                 run.killed = info
-            elif len(run.replies) < sum(c.cell_type == "code" for c in nb.cells) and run.error is None:
+            elif len(run.replies) < sum(c.cell_type == "code" for c in nb.cells[:last + 1]) and run.error is None:
                 run.killed = {"reason": "died", "detail": f"the kernel died ({info.get('detail', 'no reason given')})"}
     return run
 
