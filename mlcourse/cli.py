@@ -54,7 +54,7 @@ def _grade(args: argparse.Namespace) -> int:
             results = grading.grade_class(path, course, out=args.out, assignment=args.assignment,
                                           solutions=solutions, workers=args.workers, limits=limits,
                                           isolation=args.isolation, regrade=args.regrade, progress=not args.quiet,
-                                          shard=shard)
+                                          shard=shard, warm=not args.cold)
             out = Path(args.out).resolve()
             statuses: dict[str, int] = {}
             for r in results:
@@ -257,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--regrade", action="store_true", help="a folder: grade again unchanged submissions")
     g.add_argument("--shard", metavar="I/N", help="a folder: grade only the students of shard I of N (split by "
                                                     "name); join the shards with `mlcourse gradebook merge`")
+    g.add_argument("--cold", action="store_true", help="a folder: start every kernel from scratch (by default, "
+                                                        "as root with bwrap, kernels are forked from one process "
+                                                        "that imported ipykernel, NumPy and PyTorch once)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_grade)
     gb = sub.add_parser("gradebook", help="gradebooks: merge the outputs of sharded grading")

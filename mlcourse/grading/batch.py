@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import queue
+import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
@@ -184,10 +185,42 @@ def write_written_answers(results: list[GradeResult], path: Path) -> None:
     tmp.replace(path)
 
 
+def _grade_all(todo: list[Submission], course: Path, solutions: Path, out: Path, limits: Limits, workers: int,
+               progress: bool) -> dict[str, GradeResult]:
+    """Grade ``todo`` ``workers`` at a time, each in a process of its own; save each result as it comes."""
+    from ..progress import tqdm
+
+    results: dict[str, GradeResult] = {}
+    slots: queue.Queue[int] = queue.Queue()
+    for i in range(workers):
+        slots.put(i)
+
+    def job(sub: Submission) -> GradeResult:
+        slot = slots.get()
+        try:
+            return _grade_in_process(sub, course, solutions, out, limits, slot)
+        finally:
+            slots.put(slot)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(job, sub): sub for sub in todo}
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
+            sub = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as err:  # never lose a row
+                result = GradeResult(str(sub.path), sub.assignment, "error", student=sub.student, error=repr(err))
+            if not result.feedback:
+                result = write_feedback(result, None, out / "feedback", f"{sub.key}.html")
+            results[sub.key] = result
+            _save(out / "results" / result_name(sub.key), result)
+    return results
+
+
 def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grades", assignment: str | None = None,
                 solutions: str | Path | None = None, workers: int | None = None,
                 limits: Limits | None = None, isolation: str = "auto", regrade: bool = False,
-                progress: bool = True, shard: tuple[int, int] | None = None) -> list[GradeResult]:
+                progress: bool = True, shard: tuple[int, int] | None = None, warm: bool = True) -> list[GradeResult]:
     """Grade every submission under ``folder`` in parallel; write the gradebook and feedback to ``out``.
 
     Args:
@@ -207,6 +240,9 @@ def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grade
         shard: ``(I, N)``: grade only the students of shard ``I`` of ``N``
             (:func:`~mlcourse.grading.shards.shard_of`), and write ``OUT/shard.json`` first;
             ``mlcourse gradebook merge`` joins the shards' outputs.
+        warm: With bubblewrap isolation as root, fork every kernel from one process that imported
+            ipykernel, NumPy and PyTorch once (:mod:`mlcourse.grading.zygote`); ``False`` starts
+            each kernel from scratch.
 
     Returns:
         One :class:`~mlcourse.grading.autograde.GradeResult` per submission (of the shard), sorted by student.
@@ -216,8 +252,6 @@ def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grade
         ValueError: ``folder`` is not a folder, or a hidden path holds what the kernels need.
         RuntimeError: ``isolation="bwrap"`` or ``"namespace"`` was asked for and is not available.
     """
-    from ..progress import tqdm
-
     from ..config import data_dir
 
     course = course_folder(course, solutions=solutions)
@@ -260,30 +294,25 @@ def grade_class(folder: str | Path, course: str | Path, out: str | Path = "grade
             todo.append(sub)
         else:
             todo.append(sub)
-    slots: queue.Queue[int] = queue.Queue()
-    for i in range(workers):
-        slots.put(i)
+    zygote, zygote_dir = None, None
+    if warm and mode == "bwrap" and os.geteuid() == 0 and todo:
+        from . import zygote as zygote_module
+        from .sandbox import _environment
 
-    def job(sub: Submission) -> GradeResult:
-        slot = slots.get()
+        zygote_dir = tempfile.mkdtemp(prefix="mlcourse-zygote-")  # 0700: only root reaches the socket
         try:
-            return _grade_in_process(sub, course, solutions, out, limits, slot)
-        finally:
-            slots.put(slot)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(job, sub): sub for sub in todo}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
-            sub = futures[fut]
-            try:
-                result = fut.result()
-            except Exception as err:  # never lose a row
-                result = GradeResult(str(sub.path), sub.assignment, "error", student=sub.student, error=repr(err))
-            if not result.feedback:
-                result = write_feedback(result, None, out / "feedback", f"{sub.key}.html")
-            results[sub.key] = result
-            saved = out / "results" / result_name(sub.key)
-            _save(saved, result)
+            zygote, socket_path = zygote_module.start(zygote_dir, _environment(Path(zygote_dir)))
+            limits = replace(limits, zygote=socket_path)
+        except OSError as err:
+            print(f"kernels start cold: {err}", flush=True)
+    try:
+        results.update(_grade_all(todo, course, solutions, out, limits, workers, progress))
+    finally:
+        if zygote is not None:
+            zygote.kill()
+            zygote.wait()
+        if zygote_dir:
+            shutil.rmtree(zygote_dir, ignore_errors=True)
     for sub in subs:  # a row for every submission, even one the loop above could not save
         results.setdefault(sub.key, GradeResult(str(sub.path), sub.assignment, "error", student=sub.student,
                                                 error="not graded"))

@@ -43,6 +43,8 @@ class Limits:
         disk_mb: Files the kernel may write to its folders before it is killed.
         screen: Score no test of a notebook whose code drives the kernel or loads code by name
             (:func:`~mlcourse.grading.static.screen`); turned off only to test the verdicts alone.
+        zygote: Socket of a warm process that forks the kernel into its bubblewrap sandbox
+            (:mod:`mlcourse.grading.zygote`; the batch grader starts one when it runs as root).
     """
 
     cell_timeout: float = 300
@@ -54,6 +56,7 @@ class Limits:
     data: str | None = None
     screen: bool = True
     disk_mb: float = 1024
+    zygote: str | None = None
 
 
 @dataclass
@@ -77,6 +80,8 @@ def _kernelspec(folder: Path, limits: Limits, report: Path) -> None:
         argv += ["--data", str(limits.data)]
     if limits.isolation != "none":  # no network: the kernel is reached over sockets in this folder
         argv += ["--ipc", str(folder / "ipc")]
+    if limits.zygote:
+        argv += ["--zygote", limits.zygote]
     argv += ["--", sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     spec = folder / "kernels" / "mlcourse-grading"
     spec.mkdir(parents=True)

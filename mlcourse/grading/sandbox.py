@@ -313,6 +313,49 @@ def _kill_user(uid: int) -> None:
             pass
 
 
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _fork_from_zygote(zygote: str, bwrap_pid: int, uid: int, workdir: Path, env: dict, argv: list[str],
+                      log: str | None) -> int:
+    """The kernel's process id, forked by the zygote into the sandbox whose placeholder ``bwrap_pid`` started.
+
+    Waits for the placeholder (``sleep``, once bubblewrap has built the sandbox), then asks
+    the zygote (:func:`mlcourse.grading.zygote.request_kernel`).
+    """
+    deadline = time.monotonic() + 30
+    holder = None
+    while holder is None:
+        for pid in _tree(bwrap_pid)[1:]:
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
+                    holder = pid
+            except OSError:
+                pass
+        if holder is None:
+            if time.monotonic() > deadline or not _running(bwrap_pid):
+                raise OSError("bubblewrap did not start the placeholder of the sandbox")
+            time.sleep(0.005)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from zygote import request_kernel
+
+    return request_kernel(zygote, {"ns_pid": holder, "uid": uid, "cwd": str(workdir), "env": env, "argv": argv,
+                                   "log": log or os.devnull})
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None and sys.argv[1:2] == ["--probe"]:  # can we isolate? (see isolation_available)
         _enter_namespace([], sys.argv[2])
@@ -334,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", help="folder for the kernel's working folder (default: the temp folder); "
                                        "the grader removes it, even after a SIGKILL")
     parser.add_argument("--log", help="file for the kernel's own stdout and stderr")
+    parser.add_argument("--zygote", help="socket of a warm process to fork the kernel from, in its bubblewrap "
+                                         "sandbox (mlcourse/grading/zygote.py; bwrap as root only)")
     parser.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -363,8 +408,12 @@ def main(argv: list[str] | None = None) -> int:
             own = workdir / "connection.json"
             shutil.copy(cmd[i + 1], own)
             cmd[i + 1] = str(own)
+    kernel_argv = cmd[cmd.index("-f"):] if "-f" in cmd else []
+    warm = bool(args.zygote) and args.isolation == "bwrap" and isolated and bool(kernel_argv)
+    kernel_cmd = cmd
     if args.isolation == "bwrap":
-        cmd = bwrap_command(workdir, [args.ipc] if args.ipc else [], args.uid if isolated else None, cmd)
+        inner = [shutil.which("sleep") or "/usr/bin/sleep", "infinity"] if warm else cmd  # warm: a placeholder
+        cmd = bwrap_command(workdir, [args.ipc] if args.ipc else [], args.uid if isolated else None, inner)
     if isolated:  # the folders and the connection file; the data files stay the grader's (hard links)
         for path in [workdir, *(p for p in workdir.iterdir() if p.is_dir() or p.name == "connection.json")]:
             os.chown(path, args.uid, args.uid)
@@ -396,10 +445,28 @@ def main(argv: list[str] | None = None) -> int:
         kernel = subprocess.Popen(cmd, cwd=workdir, env=env, preexec_fn=start_kernel,
                                   stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         signal.signal(signal.SIGTERM, lambda *_: kernel.kill())
+        forked = None  # the kernel's process id when the zygote forked it into the sandbox
+        if warm:
+            try:
+                forked = _fork_from_zygote(args.zygote, kernel.pid, args.uid, workdir, env, kernel_argv, args.log)
+            except OSError as err:  # no zygote: start this kernel cold in the same sandbox
+                if log:
+                    log.write(f"sandbox: {err}; the kernel starts without the zygote\n".encode())
+                    log.flush()
+                kernel.kill()
+                kernel.wait()
+                cmd = bwrap_command(workdir, [args.ipc] if args.ipc else [], args.uid, kernel_cmd)
+                kernel = subprocess.Popen(cmd, cwd=workdir, env=env, preexec_fn=start_kernel,
+                                          stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            else:
+                signal.signal(signal.SIGINT, lambda *_: _signal(forked, signal.SIGINT))  # the grader's interrupts
         start = time.monotonic()
         next_disk_check = start + 1.0
         while kernel.poll() is None:
-            rss = _rss_mb(_tree(kernel.pid))
+            if forked is not None and not _running(forked):  # the kernel ended: end its sandbox
+                kernel.kill()
+                break
+            rss = _rss_mb(_tree(kernel.pid) + (_tree(forked) if forked else []))
             peak = max(peak, rss)
             if rss > args.memory_mb:
                 reason = {"reason": "memory", "detail": f"the kernel used {rss:.0f} MiB of memory, more than the "
@@ -413,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                     reason = {"reason": "disk", "detail": f"the kernel wrote {used:.0f} MiB of files, more than the "
                                                           f"limit of {args.disk_mb:.0f} MiB"}
             if reason:
-                for pid in reversed(_tree(kernel.pid)):
+                for pid in reversed(_tree(kernel.pid) + (_tree(forked) if forked else [])):
                     try:
                         os.kill(pid, signal.SIGKILL)
                     except OSError:

@@ -6,6 +6,10 @@ one batch each time: with the static screen off, so that the verdicts alone (dec
 grader's process) and the sandbox must stop every attack, and with it on, as instructors
 grade (only the attacks it flags are graded again). The exercise is the course's own,
 without its slow closing cells.
+
+A batch run as root forks its kernels from a warm process (:mod:`mlcourse.grading.zygote`);
+the attacks on the sandbox itself are graded again with kernels started cold, so that both
+ways of starting a kernel are held to the same checks.
 """
 from __future__ import annotations
 
@@ -164,8 +168,36 @@ def hostile(tmp_path_factory):
                                limits=Limits(cell_timeout=6, timeout=24, memory_mb=1500, disk_mb=200), progress=False)
     finally:
         os.environ.pop("MLCOURSE_GRADER_SECRET", None)
-        server.close()
-    return root, {r.student: r for r in unscreened}, {r.student: r for r in screened}, accepted
+    yield root, {r.student: r for r in unscreened}, {r.student: r for r in screened}, accepted
+    server.close()  # open until the module's last test: the kernels started cold try it too
+
+
+#: Attacks on the sandbox rather than on the verdicts, graded again with kernels started cold.
+ON_THE_SANDBOX = ("exit_in_test", "outliving_fork", "reads_solutions", "shared_tmp", "network", "fills_the_disk",
+                  "fork_bomb")
+
+
+@pytest.fixture(scope="module")
+def hostile_cold(hostile):
+    root = hostile[0]
+    subs = root / "cold"
+    subs.mkdir()
+    for name in ON_THE_SANDBOX:
+        shutil.copy(root / "submitted" / f"{name}.ipynb", subs)
+    limits = Limits(cell_timeout=6, timeout=24, memory_mb=1500, disk_mb=200, screen=False)
+    results = grade_class(subs, root / "course", out=root / "cold-out", workers=2, limits=limits, progress=False,
+                          warm=False)
+    return {r.student: r for r in results}
+
+
+def test_kernels_started_cold_hold_against_the_attacks_on_the_sandbox(hostile, hostile_cold):
+    _, warm, _, accepted = hostile
+    assert sorted(hostile_cold) == sorted(ON_THE_SANDBOX)
+    for name in ON_THE_SANDBOX:
+        cold = hostile_cold[name]
+        assert cold.score == ATTACKS[name][3], (name, cold.status, cold.error, cold.cells)
+        assert cold.status == warm[name].status or ATTACKS[name][2] is None, (name, cold.status, warm[name].status)
+    test_nothing_outlives_its_kernel_or_leaves_the_sandbox(hostile)
 
 
 def test_no_attack_earns_a_point_it_did_not_implement(hostile):
