@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 
 from .checkpoint import RunState
 from .device import get_device
+from .distributed import AveragedOptimizer, all_mean, average_buffers, broadcast_floats, share, world
 from .episodes import Episode, check_episode_request, draw_episode, labels_of
 from .evaluation import evaluate
 from .learner import check_learner
@@ -154,6 +155,9 @@ def meta_train(learner: torch.nn.Module, source, *, n_steps: int, meta_batch_siz
     learner.to(device)
     stream = TaskStream(source, meta_batch_size=meta_batch_size, n_way=n_way, k_shot=k_shot, n_query=n_query,
                         seed=seed)
+    rank, size = world()  # under torchrun: this process's share of every meta-batch (mlcourse.distributed)
+    part = share(meta_batch_size, rank, size)
+    weight = (part.stop - part.start) / meta_batch_size
     val_shot = max(stream.shots) if val_shot is None else val_shot
     opt = make_optimizer(optimizer, learner.parameters(), outer_lr)
     signature = dict(learner=type(learner).__name__, settings=learner.extra_repr(), n_steps=n_steps,
@@ -162,20 +166,24 @@ def meta_train(learner: torch.nn.Module, source, *, n_steps: int, meta_batch_siz
     if patience is not None:
         signature.update(patience=patience, val_every=val_every, val_episodes=val_episodes)
     run = RunState(checkpoint, signature, learner, opt, History, device)
+    step_opt = AveragedOptimizer(opt, weight) if size > 1 else opt
     history, start = run.history, run.step
     learner.train()
     t0, window_loss, window_acc = time.perf_counter(), [], []
     log_every = max(1, min(50, n_steps // 20))
     steps = range(start, n_steps) if not history.stopped else range(0)
-    bar = tqdm(steps, initial=start, total=n_steps, desc=type(learner).__name__, disable=not progress)
+    bar = tqdm(steps, initial=start, total=n_steps, desc=type(learner).__name__, disable=not progress or rank != 0)
     for step in bar:
-        tasks = [t.to(device) for t in stream.batch(step)]
+        tasks = [t.to(device) for t in stream.batch(step)[part]]
         torch.manual_seed(int(np.random.default_rng([seed, step, 1]).integers(2**62)))  # dropout, shuffles: per step too
-        loss, outputs = learner.meta_step(tasks, opt)
+        loss, outputs = learner.meta_step(tasks, step_opt)
+        if size > 1:
+            average_buffers(learner)
+            loss = all_mean(loss, weight, device)
         window_loss.append(loss)
         if stream.episodic:
-            window_acc.append(float(np.mean([(o.argmax(-1) == t.query_y).float().mean().item()
-                                             for o, t in zip(outputs, tasks)])))
+            acc = float(np.mean([(o.argmax(-1) == t.query_y).float().mean().item() for o, t in zip(outputs, tasks)]))
+            window_acc.append(all_mean(acc, weight, device) if size > 1 else acc)
         done = step + 1
         save_point = done % val_every == 0 or done == n_steps
         if done % log_every == 0 or save_point:  # a checkpoint never holds a half-logged window
@@ -184,15 +192,19 @@ def meta_train(learner: torch.nn.Module, source, *, n_steps: int, meta_batch_siz
             bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
             window_loss, window_acc = [], []
         if val_set is not None and (done % val_every == 0 or done == n_steps):
-            result = evaluate(learner, val_set, n_way=n_way, k_shot=val_shot, n_query=n_query,
-                              n_episodes=val_episodes, seed=seed + 1, device=device, **(val_options or {}))
-            history.log(val_step=done, val_acc=result.mean, val_ci=result.half_width,
+            val_acc, val_ci = 0.0, 0.0
+            if rank == 0:  # the other ranks get its result
+                result = evaluate(learner, val_set, n_way=n_way, k_shot=val_shot, n_query=n_query,
+                                  n_episodes=val_episodes, seed=seed + 1, device=device, **(val_options or {}))
+                val_acc, val_ci = result.mean, result.half_width
+            val_acc, val_ci = broadcast_floats([val_acc, val_ci], device) if size > 1 else (val_acc, val_ci)
+            history.log(val_step=done, val_acc=val_acc, val_ci=val_ci,
                         val_seconds=round(history.seconds + time.perf_counter() - t0, 2))
-            if result.mean > history.best_val_acc:
-                history.best_val_acc, history.best_step = result.mean, done
+            if val_acc > history.best_val_acc:
+                history.best_val_acc, history.best_step = val_acc, done
                 run.keep_best()
-            if result.mean > sum(history.reference):
-                history.reference, history.stale = (result.mean, result.half_width), 0
+            if val_acc > sum(history.reference):
+                history.reference, history.stale = (val_acc, val_ci), 0
             else:
                 history.stale += 1
             if patience is not None and history.stale >= patience:
@@ -202,7 +214,10 @@ def meta_train(learner: torch.nn.Module, source, *, n_steps: int, meta_batch_siz
         if save_point or history.stopped:
             history.seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
-            run.save(done)
+            if rank == 0:
+                run.save(done)
+            else:
+                run.step = done
         if history.stopped:
             break
     bar.close()

@@ -182,9 +182,17 @@ def execute(nb: nbformat.NotebookNode, limits: Limits, upto: int | None = None) 
 
 
 def interrupted_cells(run: Execution) -> list[str]:
-    """Notes for ungraded cells that were interrupted at the cell timeout."""
+    """Notes for ungraded cells that were interrupted at the cell timeout.
+
+    The cell that was running when the launcher killed the kernel (memory, total time, disk)
+    gets no note: which of the two limits it reached first depends on how busy the machine
+    was, and the status already says why the kernel stopped.
+    """
     notes = []
+    last = max(run.replies, default=None) if run.killed else None
     for index, reply in sorted(run.replies.items()):
+        if index == last:
+            continue
         meta = run.notebook.cells[index].metadata.get("nbgrader", {})
         if reply.get("ename") == "CellTimeout" and not meta.get("grade"):
             name = meta.get("grade_id") or f"number {index + 1}"

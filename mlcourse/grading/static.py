@@ -216,7 +216,7 @@ def hazards(source: str) -> list[str]:
                     why = f"imports {top}, which is not an installed package"
         if why:
             found.append(f"line {getattr(node, 'lineno', '?')}: {why}")
-    return sorted(set(found), key=lambda s: int(s.split()[1].rstrip(":")) if s.split()[1][:-1].isdigit() else 0)
+    return sorted(set(found), key=lambda s: (int(s.split()[1].rstrip(":")) if s.split()[1][:-1].isdigit() else 0, s))
 
 
 def screen(notebook) -> tuple[list[str], list[str]]:
