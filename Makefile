@@ -87,12 +87,16 @@ data: $(STAMP)
 clean:
 	rm -rf _build .pytest_cache
 
-# Speed and memory against reference implementations (not part of the tests).
+# Speed and memory against real libraries (easyfsl; higher and torchopt beside a learn2learn-style
+# loop), how close Conv4 runs to the matmul peak, and meta-training on 1 and 2 processes (not tests).
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -c constraints.txt easyfsl==1.5.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt easyfsl==1.5.0 higher==0.2.1 torchopt==0.7.3
 	$(BIN)/python benchmarks/metric.py
 	$(BIN)/python benchmarks/maml.py
+	$(BIN)/python benchmarks/flops.py
+	$(BIN)/python benchmarks/distributed.py --procs 1 2
 
-# Grading at class scale: 200 generated submissions (correct, wrong, looping, broken, ...).
+# Grading at class scale: 1,000 generated submissions (correct, wrong, looping, broken, attacks, ...)
+# as 4 parallel shards, one killed and rerun, merged and compared with a single run.
 load-test: $(STAMP)
-	$(BIN)/python benchmarks/grading_load.py --n 200
+	$(BIN)/python benchmarks/grading_load.py --n 1000

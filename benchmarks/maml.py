@@ -1,17 +1,27 @@
-"""MAML meta-steps per second and peak memory: mlcourse against a learn2learn-style reference.
+"""MAML meta-steps per second and memory: mlcourse against higher, torchopt and a learn2learn-style loop.
 
-The reference does what learn2learn's ``MAML.clone()`` / ``adapt()`` do, written out here
-(learn2learn does not build on Python 3.11): for each task it clones the module (parameters
-become non-leaf copies), takes ``torch.autograd.grad(..., create_graph=not first_order)``
-and writes the updated tensors into the clone's ``_parameters``, then backpropagates that
-task's query loss. mlcourse runs the same computation through ``torch.func.functional_call``
-with no module copies. Same Conv4 (BatchNorm with batch statistics), same initial weights,
-same FontGlot episodes (5-way 1-shot, 15 queries, 28x28), Adam outer step.
+Four implementations of the same computation, side by side in one run:
 
-Each (implementation, configuration, device) runs in a fresh process, so the peak memory is
-its own (CUDA: ``max_memory_allocated`` above the model; CPU: rise of peak RSS).
+- ``mlcourse``: :class:`mlcourse.optimization.MAML` (``torch.func.functional_call``, no module copies);
+- ``higher``: ``higher.innerloop_ctx`` with a differentiable SGD (first order: the query
+  gradient at the fast weights is added to the initial weights' gradient, as FOMAML does);
+- ``torchopt``: ``torchopt.MetaSGD`` with ``extract_state_dict``/``recover_state_dict`` (first
+  order: ``torchopt.stop_gradient`` on the fast weights, then the same gradient copy);
+- ``l2l-loop``: what learn2learn's ``MAML.clone()``/``adapt()`` do, written out here (learn2learn
+  does not build on Python 3.11): a differentiable clone per task, ``torch.autograd.grad`` with
+  ``create_graph=not first_order``, the updates written into the clone.
 
-    .venv/bin/python benchmarks/maml.py                   # CPU, and CUDA when present
+Same Conv4 (BatchNorm with batch statistics), same initial weights, same FontGlot episodes
+(5-way 1-shot, 15 queries, 28x28), inner learning rate 0.4, Adam outer step. Each
+(implementation, configuration, device, repeat) runs in a fresh process: ``--warmup`` steps,
+then ``--steps`` timed steps. The table gives the median steps per second over ``--repeats``
+processes with the min-max, the ratio of mlcourse's median to each reference's, and the peak
+memory: on CUDA the allocator's peak above the model during the timed steps; on CPU the peak of
+the bytes autograd holds for backward (saved tensors, counted by
+``torch.autograd.graph.saved_tensors_hooks`` in one more, untimed, step).
+
+    make bench                                   # installs easyfsl, higher, torchopt; runs both benchmarks
+    .venv/bin/python benchmarks/maml.py --repeats 5 --steps 8
     .venv/bin/python benchmarks/maml.py --device cuda --steps 20
 """
 from __future__ import annotations
@@ -19,12 +29,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import resource
+import statistics
 import subprocess
 import sys
 import time
 
 CONFIGS = [(order, mb, inner) for order in ("second", "first") for mb in (4, 32) for inner in (1, 5)]
+IMPLS = ("mlcourse", "higher", "torchopt", "l2l-loop")
 
 
 def clone_module(module):
@@ -45,6 +56,92 @@ def update_module(module, grads, lr):
         owner._parameters[pname] = p - lr * g
 
 
+class SavedBytes:
+    """The peak of the bytes autograd holds for backward while active (saved tensors, alive)."""
+
+    def __init__(self):
+        import torch
+
+        self.live = self.peak = 0
+        self.hooks = torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)
+
+    class Held:
+        def __init__(self, owner, tensor):
+            self.owner, self.tensor = owner, tensor
+            self.nbytes = tensor.numel() * tensor.element_size()
+            owner.live += self.nbytes
+            owner.peak = max(owner.peak, owner.live)
+
+        def __del__(self):
+            self.owner.live -= self.nbytes
+
+    def pack(self, tensor):
+        return SavedBytes.Held(self, tensor)
+
+    def unpack(self, held):
+        return held.tensor
+
+    def __enter__(self):
+        self.hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.hooks.__exit__(*exc)
+
+
+def reference_step(impl, model, opt, tasks, inner, lr, first_order):
+    """One meta-step of ``impl`` (a reference library or the written-out learn2learn loop)."""
+    import torch
+    import torch.nn.functional as F
+
+    opt.zero_grad(set_to_none=True)
+    params = list(model.parameters())
+    for t in tasks:
+        if impl == "l2l-loop":
+            learner = clone_module(model)
+            for _ in range(inner):
+                loss = F.cross_entropy(learner(t.support_x), t.support_y)
+                grads = torch.autograd.grad(loss, list(learner.parameters()), create_graph=not first_order)
+                update_module(learner, grads, lr)
+            (F.cross_entropy(learner(t.query_x), t.query_y) / len(tasks)).backward()
+        elif impl == "higher":
+            import higher
+
+            inner_opt = torch.optim.SGD(model.parameters(), lr=lr)
+            with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False,
+                                      track_higher_grads=not first_order) as (fmodel, diffopt):
+                for _ in range(inner):
+                    diffopt.step(F.cross_entropy(fmodel(t.support_x), t.support_y))
+                query = F.cross_entropy(fmodel(t.query_x), t.query_y) / len(tasks)
+                if first_order:
+                    fast = list(fmodel.parameters())
+                    for p, g in zip(params, torch.autograd.grad(query, fast)):
+                        p.grad = g if p.grad is None else p.grad + g
+                else:
+                    query.backward()
+        elif impl == "torchopt":
+            import torchopt
+
+            net_state = torchopt.extract_state_dict(model)
+            inner_opt = torchopt.MetaSGD(model, lr=lr)
+            for _ in range(inner):
+                inner_opt.step(F.cross_entropy(model(t.support_x), t.support_y))
+                if first_order:
+                    torchopt.stop_gradient(model)
+            query = F.cross_entropy(model(t.query_x), t.query_y) / len(tasks)
+            if first_order:
+                grads = torch.autograd.grad(query, list(model.parameters()))
+                torchopt.recover_state_dict(model, net_state)
+                for p, g in zip(model.parameters(), grads):
+                    p.grad = g if p.grad is None else p.grad + g
+            else:
+                query.backward()
+                torchopt.recover_state_dict(model, net_state)
+        else:
+            raise ValueError(impl)
+    opt.step()
+
+
 def worker(impl, order, meta_batch, inner, device_name, n_steps, warmup):
     import numpy as np
     import torch
@@ -62,7 +159,7 @@ def worker(impl, order, meta_batch, inner, device_name, n_steps, warmup):
     rng = np.random.default_rng(0)
     batches = [[draw_episode(data, n_way=5, k_shot=1, n_query=15, rng=rng, labels=labels).to(device)
                 for _ in range(meta_batch)]
-               for _ in range(warmup + n_steps)]
+               for _ in range(warmup + n_steps + 1)]
     torch.manual_seed(0)
     model = nn.Sequential(Conv4(track_running_stats=False, channels_last=False), nn.Linear(64, 5)).to(device)
     first_order = order == "first"
@@ -77,15 +174,7 @@ def worker(impl, order, meta_batch, inner, device_name, n_steps, warmup):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
         def step(tasks):
-            opt.zero_grad(set_to_none=True)
-            for t in tasks:
-                learner = clone_module(model)
-                for _ in range(inner):
-                    loss = F.cross_entropy(learner(t.support_x), t.support_y)
-                    grads = torch.autograd.grad(loss, list(learner.parameters()), create_graph=not first_order)
-                    update_module(learner, grads, lr)
-                (F.cross_entropy(learner(t.query_x), t.query_y) / len(tasks)).backward()
-            opt.step()
+            reference_step(impl, model, opt, tasks, inner, lr, first_order)
 
     for tasks in batches[:warmup]:
         step(tasks)
@@ -93,9 +182,8 @@ def worker(impl, order, meta_batch, inner, device_name, n_steps, warmup):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    for tasks in batches[warmup:]:
+    for tasks in batches[warmup:warmup + n_steps]:
         step(tasks)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -103,15 +191,58 @@ def worker(impl, order, meta_batch, inner, device_name, n_steps, warmup):
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss, 0) / 1024
+        with SavedBytes() as held:
+            step(batches[-1])
+        peak = held.peak / 2**20
     return {"steps_per_s": n_steps / seconds, "peak_mb": peak}
+
+
+def check_agreement(impls) -> None:
+    """Every implementation's meta-gradient on the same 2 tasks from the same weights: they must agree."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from mlcourse.backbones import Conv4
+    from mlcourse.data import FontGlot
+    from mlcourse.episodes import draw_episode, labels_of
+    from mlcourse.optimization import MAML
+
+    class Frozen(torch.optim.SGD):  # keeps the gradient, takes no step
+        def step(self, closure=None):
+            return None
+
+    data = FontGlot("background", progress=False)
+    rng = np.random.default_rng(1)
+    tasks = [draw_episode(data, n_way=5, k_shot=1, n_query=15, rng=rng, labels=labels_of(data)) for _ in range(2)]
+    for order in ("second", "first"):
+        for inner in (1, 2):
+            grads = {}
+            for impl in impls:
+                torch.manual_seed(0)
+                model = nn.Sequential(Conv4(hidden=16, track_running_stats=False, channels_last=False), nn.Linear(16, 5))
+                if impl == "mlcourse":
+                    learner = MAML(model, inner_lr=0.4, inner_steps=inner, first_order=order == "first")
+                    learner.meta_step(tasks, Frozen(learner.parameters(), lr=0))
+                else:
+                    reference_step(impl, model, Frozen(model.parameters(), lr=0), tasks, inner, 0.4, order == "first")
+                grads[impl] = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+            ref = grads[impls[0]]
+            worst = {k: float((v - ref).abs().max() / ref.abs().max()) for k, v in grads.items()}
+            if max(worst.values()) > 1e-4:
+                raise SystemExit(f"the implementations disagree ({order} order, {inner} inner steps): {worst}")
+    print(f"the meta-gradients of {', '.join(impls)} agree (max relative difference under 1e-4, both orders, "
+          "1 and 2 inner steps)")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cpu, plus cuda when present)")
-    parser.add_argument("--steps", type=int, default=0, help="timed meta-steps (default: 4 CPU / 30 CUDA; "
-                                                              "a quarter of that at meta-batch 32 on CPU)")
+    parser.add_argument("--steps", type=int, default=0, help="timed meta-steps per process (default: 8 CPU / 30 "
+                                                              "CUDA; a quarter of that at meta-batch 32 on CPU)")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per implementation and setting")
+    parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
+    parser.add_argument("--configs", nargs="+", help="only these, as order/meta-batch/inner, e.g. second/4/1")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -122,24 +253,34 @@ def main():
 
     devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else (
         ["cpu"] if args.device == "auto" else [args.device])
+    configs = [c for c in CONFIGS if not args.configs or f"{c[0]}/{c[1]}/{c[2]}" in args.configs]
+    check_agreement(["mlcourse", *[i for i in args.impls if i != "mlcourse"]])
+    refs = [i for i in args.impls if i != "mlcourse"]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}")
-    print(f"{'device':<6} {'order':<6} {'batch':>5} {'inner':>5} {'mlcourse st/s':>13} {'ref st/s':>9} "
-          f"{'speed':>6} {'mlc MiB':>8} {'ref MiB':>8} {'mem':>6}")
+          f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}; median steps/s of "
+          f"{args.repeats} processes (min-max), peak MiB, and mlcourse's ratio to each")
     for device in devices:
-        for order, mb, inner in CONFIGS:
-            n = args.steps or (4 if device == "cpu" else 30)
+        for order, mb, inner in configs:
+            n = args.steps or (8 if device == "cpu" else 30)
             if device == "cpu" and mb == 32:
-                n = max(1, n // 4)
-            res = {}
-            for impl in ("mlcourse", "reference"):
-                out = subprocess.run([sys.executable, __file__, "--worker", impl, order, str(mb), str(inner), device,
-                                      "--steps", str(n)], capture_output=True, text=True, check=True)
-                res[impl] = json.loads(out.stdout.strip().splitlines()[-1])
-            a, b = res["mlcourse"], res["reference"]
-            print(f"{device:<6} {order:<6} {mb:>5} {inner:>5} {a['steps_per_s']:>13.3f} {b['steps_per_s']:>9.3f} "
-                  f"x{a['steps_per_s'] / b['steps_per_s']:>5.2f} {a['peak_mb']:>8.1f} {b['peak_mb']:>8.1f} "
-                  f"x{a['peak_mb'] / max(b['peak_mb'], 1e-9):>5.2f}", flush=True)
+                n = max(2, n // 4)
+            runs = {impl: [] for impl in ["mlcourse", *refs]}
+            for _ in range(args.repeats):  # interleaved, so that a slow moment of the machine hits all alike
+                for impl in runs:
+                    out = subprocess.run([sys.executable, __file__, "--worker", impl, order, str(mb), str(inner),
+                                          device, "--steps", str(n)], capture_output=True, text=True)
+                    if out.returncode != 0:
+                        raise SystemExit(f"{impl} {order}/{mb}/{inner} failed:\n{out.stderr[-2000:]}")
+                    runs[impl].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            med = {k: statistics.median(r["steps_per_s"] for r in v) for k, v in runs.items()}
+            mem = {k: max(r["peak_mb"] for r in v) for k, v in runs.items()}
+            print(f"{device} {order} order, meta-batch {mb}, {inner} inner step(s), {n} timed steps:")
+            for impl, v in runs.items():
+                rates = [r["steps_per_s"] for r in v]
+                ratio = "" if impl == "mlcourse" else \
+                    f"   mlcourse x{med['mlcourse'] / med[impl]:.2f} speed, x{mem['mlcourse'] / mem[impl]:.2f} memory"
+                print(f"  {impl:<9} {med[impl]:8.3f} steps/s ({min(rates):.3f}-{max(rates):.3f}) "
+                      f"{mem[impl]:8.1f} MiB{ratio}", flush=True)
 
 
 if __name__ == "__main__":

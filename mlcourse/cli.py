@@ -147,16 +147,23 @@ def _train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    from .distributed import init_from_env, is_main
     from .experiments.runner import train_spec
     from .experiments.studies import Study, run_study
 
     try:
+        if init_from_env(args.device):  # under torchrun: the ranks split every meta-batch (mlcourse.distributed)
+            studies = [spec.name for spec in specs if isinstance(spec, Study)]
+            if studies:
+                raise ValueError(f"{', '.join(studies)} train on one process: run them without torchrun")
         for spec in specs:
             for seed in seeds if seeds is not None else spec.seeds:
                 if args.stale and needs_training(spec.name, seed, root=args.out) is None:
                     continue  # its record stands for the spec as it is now
                 run = run_study if isinstance(spec, Study) else train_spec
                 record = run(spec, seed, quick=args.quick, out=args.out, device=args.device, progress=not args.quiet)
+                if not is_main():
+                    continue  # rank 0 tests, writes and reports
                 t = record["training"]
                 tests = ", ".join(f"{k} {100 * v['mean']:.1f} ± {100 * v['half_width']:.1f}%"
                                   for k, v in record["tests"].items())

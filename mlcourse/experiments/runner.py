@@ -23,6 +23,7 @@ import torch
 from .. import __version__
 from ..config import data_dir
 from ..data.course import course_data, dataset_name
+from ..distributed import is_main, world
 from ..device import get_device, seed_everything
 from ..episodes import labels_of
 from ..evaluation import evaluate
@@ -84,6 +85,8 @@ def train_spec(spec: Spec, seed: int, *, quick: bool = False, out: str | Path | 
                          val_shot=max(spec.k_shot) if isinstance(spec.k_shot, tuple) else spec.k_shot,
                          val_options=spec.test_options, patience=spec.patience, seed=seed, device=device,
                          checkpoint=run_state, progress=progress)
+    if not is_main():  # under torchrun, rank 0 tests and writes the record (mlcourse.distributed)
+        return {"spec": spec.name, "seed": seed, "rank": world()[0]}
     if encoder_from:
         frozen = learner.encoder.encoder.state_dict()
         if any(not torch.equal(v.cpu(), encoder_from["weights"][k]) for k, v in frozen.items()):
