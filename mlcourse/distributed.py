@@ -2,7 +2,7 @@
 
 ``torchrun --nproc-per-node N -m mlcourse train SPEC`` (or any script that calls
 :func:`~mlcourse.training.meta_train` under ``torchrun``) trains with ``N`` processes, the
-*ranks*. :func:`init_from_env` joins them with :mod:`torch.distributed` (NCCL on CUDA, gloo on
+*ranks*. :func:`init_from_env` joins them with ``torch.distributed`` (NCCL on CUDA, gloo on
 CPU). Every rank draws the same meta-batch of the same step (the task stream depends only on
 the seed and the step) and takes a contiguous share of its tasks (:func:`share`); its learner's
 ``meta_step`` computes the mean loss of that share and its gradient as on one process. The
@@ -30,7 +30,7 @@ __all__ = ["AveragedOptimizer", "all_mean", "average_buffers", "broadcast_floats
 
 
 def world() -> tuple[int, int]:
-    """``(rank, number of ranks)``: ``(0, 1)`` unless :mod:`torch.distributed` is initialized."""
+    """``(rank, number of ranks)``: ``(0, 1)`` unless ``torch.distributed`` is initialized."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
