@@ -12,13 +12,14 @@ Four implementations of the same computation, side by side in one run:
   ``create_graph=not first_order``, the updates written into the clone.
 
 Same Conv4 (BatchNorm with batch statistics), same initial weights, same FontGlot episodes
-(5-way 1-shot, 15 queries, 28x28), inner learning rate 0.4, Adam outer step. Each
-(implementation, configuration, device, repeat) runs in a fresh process: ``--warmup`` steps,
-then ``--steps`` timed steps. The table gives the median steps per second over ``--repeats``
-processes with the min-max, the ratio of mlcourse's median to each reference's, and the peak
-memory: on CUDA the allocator's peak above the model during the timed steps; on CPU the peak of
-the bytes autograd holds for backward (saved tensors, counted by
-``torch.autograd.graph.saved_tensors_hooks`` in one more, untimed, step).
+(5-way 1-shot, 15 queries, 28x28), inner learning rate 0.4, Adam outer step. Each (configuration,
+device, repeat) is a fresh process that builds all four and times them in turns on the same
+meta-batches (``timing.round_robin``: ``--warmup`` steps each, then ``--steps`` rounds in which
+every implementation takes one step, in an order that rotates). The table gives each one's
+median steps per second over ``--repeats`` processes with the min-max, the median and min-max
+of mlcourse's speed over each reference's (paired: both from the same process), and the peak
+memory of one more, untimed, step: on CUDA the allocator's peak above its start; on CPU the peak
+of the bytes autograd holds for backward (saved tensors).
 
     make bench                                   # installs easyfsl, higher, torchopt; runs both benchmarks
     .venv/bin/python benchmarks/maml.py --repeats 5 --steps 8
@@ -29,13 +30,16 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
+import os
 import subprocess
 import sys
-import time
 
 CONFIGS = [(order, mb, inner) for order in ("second", "first") for mb in (4, 32) for inner in (1, 5)]
 IMPLS = ("mlcourse", "higher", "torchopt", "l2l-loop")
+
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import summary  # noqa: E402
 
 
 def clone_module(module):
@@ -54,39 +58,6 @@ def update_module(module, grads, lr):
         owner_name, _, pname = name.rpartition(".")
         owner = module.get_submodule(owner_name) if owner_name else module
         owner._parameters[pname] = p - lr * g
-
-
-class SavedBytes:
-    """The peak of the bytes autograd holds for backward while active (saved tensors, alive)."""
-
-    def __init__(self):
-        import torch
-
-        self.live = self.peak = 0
-        self.hooks = torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)
-
-    class Held:
-        def __init__(self, owner, tensor):
-            self.owner, self.tensor = owner, tensor
-            self.nbytes = tensor.numel() * tensor.element_size()
-            owner.live += self.nbytes
-            owner.peak = max(owner.peak, owner.live)
-
-        def __del__(self):
-            self.owner.live -= self.nbytes
-
-    def pack(self, tensor):
-        return SavedBytes.Held(self, tensor)
-
-    def unpack(self, held):
-        return held.tensor
-
-    def __enter__(self):
-        self.hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.hooks.__exit__(*exc)
 
 
 def reference_step(impl, model, opt, tasks, inner, lr, first_order):
@@ -142,16 +113,17 @@ def reference_step(impl, model, opt, tasks, inner, lr, first_order):
     opt.step()
 
 
-def worker(impl, order, meta_batch, inner, device_name, n_steps, warmup):
+def worker(order, meta_batch, inner, device_name, n_steps, warmup, impls):
+    """One process: every implementation in ``impls`` on the same tasks, timed in turns (see timing.py)."""
     import numpy as np
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
     from mlcourse.backbones import Conv4
     from mlcourse.data import FontGlot
     from mlcourse.episodes import draw_episode, labels_of
     from mlcourse.optimization import MAML
+    from timing import peak_mib, round_robin
 
     device = torch.device(device_name)
     data = FontGlot("background", progress=False)
@@ -160,41 +132,23 @@ def worker(impl, order, meta_batch, inner, device_name, n_steps, warmup):
     batches = [[draw_episode(data, n_way=5, k_shot=1, n_query=15, rng=rng, labels=labels).to(device)
                 for _ in range(meta_batch)]
                for _ in range(warmup + n_steps + 1)]
-    torch.manual_seed(0)
-    model = nn.Sequential(Conv4(track_running_stats=False, channels_last=False), nn.Linear(64, 5)).to(device)
     first_order = order == "first"
     lr = 0.4
-    if impl == "mlcourse":
-        learner = MAML(model, inner_lr=lr, inner_steps=inner, first_order=first_order)
-        opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
-
-        def step(tasks):
-            learner.meta_step(tasks, opt)
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-        def step(tasks):
-            reference_step(impl, model, opt, tasks, inner, lr, first_order)
-
-    for tasks in batches[:warmup]:
-        step(tasks)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    start = time.perf_counter()
-    for tasks in batches[warmup:warmup + n_steps]:
-        step(tasks)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    if device.type == "cuda":
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        with SavedBytes() as held:
-            step(batches[-1])
-        peak = held.peak / 2**20
-    return {"steps_per_s": n_steps / seconds, "peak_mb": peak}
+    steps = {}
+    for impl in impls:
+        torch.manual_seed(0)
+        model = nn.Sequential(Conv4(track_running_stats=False, channels_last=False), nn.Linear(64, 5)).to(device)
+        if impl == "mlcourse":
+            learner = MAML(model, inner_lr=lr, inner_steps=inner, first_order=first_order)
+            opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
+            steps[impl] = lambda i, learner=learner, opt=opt: learner.meta_step(batches[i], opt)
+        else:
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            steps[impl] = lambda i, impl=impl, model=model, opt=opt: reference_step(
+                impl, model, opt, batches[i], inner, lr, first_order)
+    rates = round_robin(steps, n_steps, warmup, device)
+    memory = {impl: peak_mib(lambda: step(len(batches) - 1), device) for impl, step in steps.items()}
+    return {"rates": rates, "memory": memory}
 
 
 def check_agreement(impls) -> None:
@@ -240,14 +194,15 @@ def main():
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cpu, plus cuda when present)")
     parser.add_argument("--steps", type=int, default=0, help="timed meta-steps per process (default: 8 CPU / 30 "
                                                               "CUDA; a quarter of that at meta-batch 32 on CPU)")
-    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per implementation and setting")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per setting (each times all)")
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
     parser.add_argument("--configs", nargs="+", help="only these, as order/meta-batch/inner, e.g. second/4/1")
-    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        impl, order, mb, inner, device = args.worker
-        print(json.dumps(worker(impl, order, int(mb), int(inner), device, args.steps, 1 if device == "cpu" else 3)))
+        order, mb, inner, device = args.worker
+        print(json.dumps(worker(order, int(mb), int(inner), device, args.steps, 1 if device == "cpu" else 3,
+                                args.impls)))
         return
     import torch
 
@@ -258,29 +213,25 @@ def main():
     refs = [i for i in args.impls if i != "mlcourse"]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}; median steps/s of "
-          f"{args.repeats} processes (min-max), peak MiB, and mlcourse's ratio to each")
+          f"{args.repeats} processes (min-max), peak MiB, and the median (min-max) of mlcourse's speed over "
+          "each reference's, paired within each process")
     for device in devices:
         for order, mb, inner in configs:
             n = args.steps or (8 if device == "cpu" else 30)
             if device == "cpu" and mb == 32:
                 n = max(2, n // 4)
-            runs = {impl: [] for impl in ["mlcourse", *refs]}
-            for _ in range(args.repeats):  # interleaved, so that a slow moment of the machine hits all alike
-                for impl in runs:
-                    out = subprocess.run([sys.executable, __file__, "--worker", impl, order, str(mb), str(inner),
-                                          device, "--steps", str(n)], capture_output=True, text=True)
-                    if out.returncode != 0:
-                        raise SystemExit(f"{impl} {order}/{mb}/{inner} failed:\n{out.stderr[-2000:]}")
-                    runs[impl].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            med = {k: statistics.median(r["steps_per_s"] for r in v) for k, v in runs.items()}
-            mem = {k: max(r["peak_mb"] for r in v) for k, v in runs.items()}
-            print(f"{device} {order} order, meta-batch {mb}, {inner} inner step(s), {n} timed steps:")
-            for impl, v in runs.items():
-                rates = [r["steps_per_s"] for r in v]
-                ratio = "" if impl == "mlcourse" else \
-                    f"   mlcourse x{med['mlcourse'] / med[impl]:.2f} speed, x{mem['mlcourse'] / mem[impl]:.2f} memory"
-                print(f"  {impl:<9} {med[impl]:8.3f} steps/s ({min(rates):.3f}-{max(rates):.3f}) "
-                      f"{mem[impl]:8.1f} MiB{ratio}", flush=True)
+            runs, memory = [], {}
+            for _ in range(args.repeats):
+                out = subprocess.run([sys.executable, __file__, "--worker", order, str(mb), str(inner), device,
+                                      "--steps", str(n), "--impls", "mlcourse", *refs],
+                                     capture_output=True, text=True)
+                if out.returncode != 0:
+                    raise SystemExit(f"{order}/{mb}/{inner} on {device} failed:\n{out.stderr[-2000:]}")
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                runs.append(result["rates"])
+                memory = {k: max(v, memory.get(k, 0.0)) for k, v in result["memory"].items()}
+            print(f"{device} {order} order, meta-batch {mb}, {inner} inner step(s), {n} timed steps each:")
+            print("\n".join(summary(runs, memory, "mlcourse", "steps/s")), flush=True)
 
 
 if __name__ == "__main__":

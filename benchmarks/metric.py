@@ -1,96 +1,97 @@
 """ProtoNet training speed and peak memory: mlcourse against easyfsl, side by side.
 
 Both train the same Conv4 backbone (same initial weights) with Adam on the identical
-FontGlot background episodes; only the prototypical-network code differs. Each
-(implementation, setting, device) runs in a fresh process, so peak memory is its own:
-the rise of peak RSS over the process's footprint before training on CPU, and
-``torch.cuda.max_memory_allocated`` on CUDA.
+FontGlot background episodes; only the prototypical-network code differs. Each (setting,
+device, repeat) is a fresh process that builds both and times them in turns on the same
+episodes (``timing.round_robin``: 3 warm-up episodes each, then ``--episodes`` rounds in
+which each takes one episode, in an order that rotates). The table gives each one's median
+episodes per second over ``--repeats`` processes (min-max), the median and min-max of
+mlcourse's speed over easyfsl's (paired: both from the same process), and the peak memory of
+one more, untimed, episode: ``torch.cuda`` allocator's peak on CUDA, the bytes autograd
+holds for backward on CPU.
 
     .venv/bin/pip install -c constraints.txt easyfsl   # once (or: make bench)
     .venv/bin/python benchmarks/metric.py               # CPU, and CUDA when present
+    .venv/bin/python benchmarks/metric.py --device cpu --repeats 5 --settings "60-way 5-shot"
 
-Prints episodes per second and peak memory for each, and the ratios mlcourse / easyfsl.
+mlcourse embeds support and query images in one batch (BatchNorm statistics over both);
+easyfsl embeds the support set, then the queries (two batches). The work is the same.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import summary  # noqa: E402
 
 SETTINGS = {"5-way 1-shot": (5, 1, 15), "60-way 5-shot": (60, 5, 15)}
 
 
-def worker(impl: str, setting: str, device_name: str, n_episodes: int, warmup: int, preset: str) -> dict:
+def worker(setting: str, device_name: str, n_episodes: int, warmup: int, preset: str) -> dict:
+    """One process: both implementations on the same episodes, timed in turns (see timing.py)."""
     import torch
     import torch.nn.functional as F
+    from easyfsl.methods import PrototypicalNetworks
 
     from mlcourse.backbones import Conv4
     from mlcourse.data import FontGlot
     from mlcourse.episodes import EpisodeSampler
     from mlcourse.metric import PrototypicalNetwork
+    from timing import peak_mib, round_robin
 
     device = torch.device(device_name)
     n_way, k_shot, n_query = SETTINGS[setting]
     data = FontGlot("background", preset=preset, progress=False)
-    sampler = EpisodeSampler(data, n_way, k_shot, n_query, n_tasks=warmup + n_episodes, seed=0)
+    sampler = EpisodeSampler(data, n_way, k_shot, n_query, n_tasks=warmup + n_episodes + 1, seed=0)
     episodes = [ep.to(device) for ep in sampler.episodes(data)]
-    torch.manual_seed(0)
-    backbone = Conv4()
-    if impl == "mlcourse":
-        model = PrototypicalNetwork(backbone).to(device)
 
-        def step(ep):
-            return model.episode_loss(ep)[0]
-    else:
-        from easyfsl.methods import PrototypicalNetworks
-
+    def losses(impl):
+        torch.manual_seed(0)
+        backbone = Conv4()
+        if impl == "mlcourse":
+            model = PrototypicalNetwork(backbone).to(device)
+            return model, lambda ep: model.episode_loss(ep)[0]
         model = PrototypicalNetworks(backbone).to(device)
 
-        def step(ep):
+        def loss(ep):
             model.process_support_set(ep.support_x, ep.support_y)
             return F.cross_entropy(model(ep.query_x), ep.query_y)
+        return model, loss
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
+    steps = {}
+    for impl in ("mlcourse", "easyfsl"):
+        model, loss = losses(impl)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model.train()
 
-    def run(eps):
-        for ep in eps:
-            loss = step(ep)
+        def step(i, loss=loss, optimizer=optimizer):
+            value = loss(episodes[i])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    run(episodes[:warmup])
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    start = time.perf_counter()
-    run(episodes[warmup:])
-    seconds = time.perf_counter() - start
-    if device.type == "cuda":
-        peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before, 0) / 1024
-    return {"episodes_per_s": n_episodes / seconds, "peak_mb": peak_mb}
+        steps[impl] = step
+    rates = round_robin(steps, n_episodes, warmup, device)
+    memory = {impl: peak_mib(lambda: step(len(episodes) - 1), device) for impl, step in steps.items()}
+    return {"rates": rates, "memory": memory}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cpu, plus cuda when present)")
     parser.add_argument("--preset", default="full", choices=["full", "tiny"])
-    parser.add_argument("--episodes", type=int, default=0, help="timed episodes (default: 30 CPU / 200 CUDA, "
-                                                                 "a third of that at 60 ways)")
-    parser.add_argument("--worker", nargs=3, metavar=("IMPL", "SETTING", "DEVICE"), help=argparse.SUPPRESS)
+    parser.add_argument("--episodes", type=int, default=0, help="timed episodes each (default: 30 CPU / 200 "
+                                                                 "CUDA, a third of that at 60 ways)")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per setting (each times both)")
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--worker", nargs=2, metavar=("SETTING", "DEVICE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        impl, setting, device = args.worker
-        print(json.dumps(worker(impl, setting, device, args.episodes, 3, args.preset)))
+        setting, device = args.worker
+        print(json.dumps(worker(setting, device, args.episodes, 3, args.preset)))
         return
     import torch
 
@@ -101,24 +102,24 @@ def main() -> None:
     devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else (
         ["cpu"] if args.device == "auto" else [args.device])
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}")
-    print(f"{'device':<6} {'setting':<14} {'impl':<9} {'episodes/s':>10} {'peak MiB':>9}")
+          f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}; median episodes/s of "
+          f"{args.repeats} processes (min-max), peak MiB, and the median (min-max) of mlcourse's speed over "
+          "easyfsl's, paired within each process")
     for device in devices:
-        for setting in SETTINGS:
+        for setting in args.settings:
             base = args.episodes or (30 if device == "cpu" else 200)
             n = base if setting.startswith("5-") else max(3, base // 3)
-            res = {}
-            for impl in ("mlcourse", "easyfsl"):
-                out = subprocess.run([sys.executable, __file__, "--worker", impl, setting, device,
-                                      "--episodes", str(n), "--preset", args.preset],
-                                     capture_output=True, text=True, check=True)
-                res[impl] = json.loads(out.stdout.strip().splitlines()[-1])
-                print(f"{device:<6} {setting:<14} {impl:<9} {res[impl]['episodes_per_s']:>10.2f} "
-                      f"{res[impl]['peak_mb']:>9.1f}")
-            speed = res["mlcourse"]["episodes_per_s"] / res["easyfsl"]["episodes_per_s"]
-            mem = res["mlcourse"]["peak_mb"] / max(res["easyfsl"]["peak_mb"], 1e-9)
-            print(f"{device:<6} {setting:<14} ratio mlcourse/easyfsl: speed x{speed:.2f}, peak memory x{mem:.2f}")
-
+            runs, memory = [], {}
+            for _ in range(args.repeats):
+                out = subprocess.run([sys.executable, __file__, "--worker", setting, device,
+                                      "--episodes", str(n), "--preset", args.preset], capture_output=True, text=True)
+                if out.returncode != 0:
+                    raise SystemExit(f"{setting} on {device} failed:\n{out.stderr[-2000:]}")
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                runs.append(result["rates"])
+                memory = {k: max(v, memory.get(k, 0.0)) for k, v in result["memory"].items()}
+            print(f"{device} {setting}, {n} timed episodes each:")
+            print("\n".join(summary(runs, memory, "mlcourse", "episodes/s")), flush=True)
 
 if __name__ == "__main__":
     main()

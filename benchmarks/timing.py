@@ -1,0 +1,108 @@
+"""Paired timing for the benchmarks: implementations take turns on the same inputs in one process.
+
+A benchmark process builds every implementation (same initial weights, same inputs), warms
+each up, then times them in rounds: in round ``i`` each implementation takes its step ``i``,
+in an order that rotates from round to round, so that a slow moment of a shared machine falls
+on all of them alike. Each process gives each implementation's steps per second and its ratio
+to the others; the benchmark reports the median and the min-max of both over fresh processes.
+Peak memory is measured in one more, untimed, step per implementation: on CUDA the allocator's
+peak above what was allocated before the step, on CPU the peak of the bytes autograd holds for
+backward (:class:`SavedBytes`).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+
+
+class SavedBytes:
+    """The peak of the bytes autograd holds for backward while active (saved tensors, alive)."""
+
+    def __init__(self) -> None:
+        self.live = self.peak = 0
+        self.hooks = torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)
+
+    class Held:
+        def __init__(self, owner: "SavedBytes", tensor: torch.Tensor) -> None:
+            self.owner, self.tensor = owner, tensor
+            self.nbytes = tensor.numel() * tensor.element_size()
+            owner.live += self.nbytes
+            owner.peak = max(owner.peak, owner.live)
+
+        def __del__(self) -> None:
+            self.owner.live -= self.nbytes
+
+    def pack(self, tensor: torch.Tensor) -> "SavedBytes.Held":
+        return SavedBytes.Held(self, tensor)
+
+    @staticmethod
+    def unpack(held: "SavedBytes.Held") -> torch.Tensor:
+        return held.tensor
+
+    def __enter__(self) -> "SavedBytes":
+        self.hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.hooks.__exit__(*exc)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_mib(step: Callable[[], None], device: torch.device) -> float:
+    """Peak memory of one call of ``step`` in MiB (CUDA allocator above its start; CPU autograd-held bytes)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    with SavedBytes() as held:
+        step()
+    return held.peak / 2**20
+
+
+def round_robin(steps: Mapping[str, Callable[[int], None]], n_steps: int, warmup: int,
+                device: torch.device) -> dict[str, float]:
+    """Steps per second of each implementation, timed in turns.
+
+    ``steps[name](i)`` runs implementation ``name``'s ``i``-th step (``0 <= i < warmup + n_steps``);
+    steps ``0..warmup-1`` are not timed.
+    """
+    names = list(steps)
+    for i in range(warmup):
+        for name in names:
+            steps[name](i)
+    _sync(device)
+    seconds = dict.fromkeys(names, 0.0)
+    for i in range(n_steps):
+        for j in range(len(names)):
+            name = names[(i + j) % len(names)]
+            start = time.perf_counter()
+            steps[name](warmup + i)
+            _sync(device)
+            seconds[name] += time.perf_counter() - start
+    return {name: n_steps / s for name, s in seconds.items()}
+
+
+def summary(runs: Sequence[Mapping[str, float]], memory: Mapping[str, float], ours: str, unit: str) -> list[str]:
+    """Lines of the report: per implementation the median rate (min-max over processes) and peak
+    memory; per reference the median (min-max) of the paired per-process ratio ours / reference."""
+    lines = []
+    for name in runs[0]:
+        rates = [r[name] for r in runs]
+        line = (f"  {name:<9} {statistics.median(rates):8.3f} {unit} ({min(rates):.3f}-{max(rates):.3f}) "
+                f"{memory[name]:8.1f} MiB")
+        if name != ours:
+            ratios = [r[ours] / r[name] for r in runs]
+            line += (f"   {ours} x{statistics.median(ratios):.2f} speed ({min(ratios):.2f}-{max(ratios):.2f}), "
+                     f"x{memory[ours] / max(memory[name], 1e-9):.2f} memory")
+        lines.append(line)
+    return lines
