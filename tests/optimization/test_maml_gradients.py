@@ -296,3 +296,58 @@ def test_clear_errors():
         MAML(mlp_net(), task_batching="vmap").meta_loss(tasks_for((4,), k_shot=1)[:1] + tasks_for((4,), k_shot=2)[:1])
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         Conv4()(torch.zeros(2, 28, 28))
+
+
+class _Tied(nn.Module):
+    """Two linear layers that hold one weight (tied), and a submodule that appears twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.b.weight = self.a.weight
+        self.shared = nn.Linear(4, 3)
+        self.again = nn.ModuleList([self.shared])
+
+    def forward(self, x):
+        return self.shared(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Sequential(Conv4(hidden=8, track_running_stats=False), nn.Linear(8, 5)),
+                                  _Tied])
+def test_functional_forward_equals_functional_call(make):
+    torch.manual_seed(0)
+    model = make()
+    x = torch.randn(6, 1, 28, 28) if isinstance(model, nn.Sequential) else torch.randn(6, 4)
+    own = {n: p.detach().clone() for n, p in model.named_parameters()}
+    params = {n: (p * 1.5 + 0.1).requires_grad_() for n, p in own.items()}
+    # on a copy: torch 2.14's functional_call leaves the parameters of a module reachable twice replaced
+    expected = torch.func.functional_call(copy.deepcopy(model), params, (x,))
+    out = functional_forward(model, params, x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    # gradients reach the given tensors, and the model's own parameters are back and untouched
+    grads = torch.autograd.grad(out.square().sum(), list(params.values()))
+    ref = torch.autograd.grad(expected.square().sum(), list(params.values()))
+    for g, r in zip(grads, ref):
+        torch.testing.assert_close(g, r, rtol=0, atol=0)
+    for n, p in model.named_parameters():
+        assert isinstance(p, nn.Parameter) and p.grad is None
+        torch.testing.assert_close(p.detach(), own[n], rtol=0, atol=0)
+    if isinstance(model, _Tied):
+        assert model.b.weight is model.a.weight
+
+
+def test_functional_forward_partial_dict_failure_and_buffers():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+    x = torch.randn(5, 3)
+    partial = {"2.weight": torch.zeros(2, 3)}
+    torch.testing.assert_close(functional_forward(model, partial, x),
+                               torch.func.functional_call(model, partial, (x,)), rtol=0, atol=0)
+    with pytest.raises(RuntimeError):  # a wrong shape fails inside the call ...
+        functional_forward(model, {"0.weight": torch.zeros(4, 4)}, x)
+    assert all(isinstance(p, nn.Parameter) for p in model.parameters())  # ... and the parameters are back
+    assert model[0].weight.shape == (3, 3)
+    buffers = {"1.running_mean": torch.ones(3)}  # buffers go through functional_call
+    model.eval()
+    torch.testing.assert_close(functional_forward(model, buffers, x),
+                               torch.func.functional_call(model, buffers, (x,)), rtol=0, atol=0)
