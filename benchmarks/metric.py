@@ -6,7 +6,7 @@ device, repeat) is a fresh process that builds both and times them in turns on t
 episodes (``timing.round_robin``: 3 warm-up episodes each, then ``--episodes`` rounds in
 which each takes one episode, in an order that rotates). The table gives each one's median
 episodes per second over ``--repeats`` processes (min-max), the median and min-max of
-mlcourse's speed over easyfsl's (paired: both from the same process), and the peak memory of
+the speed ratios (paired: both from the same process), and the peak memory of
 one more, untimed, episode: ``torch.cuda`` allocator's peak on CUDA, the bytes autograd
 holds for backward on CPU.
 
@@ -14,8 +14,11 @@ holds for backward on CPU.
     .venv/bin/python benchmarks/metric.py               # CPU, and CUDA when present
     .venv/bin/python benchmarks/metric.py --device cpu --repeats 5 --settings "60-way 5-shot"
 
-mlcourse embeds support and query images in one batch (BatchNorm statistics over both);
-easyfsl embeds the support set, then the queries (two batches). The work is the same.
+mlcourse embeds support and query images in one batch by default (BatchNorm statistics over
+both, as the prototypical networks' reference code does); easyfsl embeds the support set, then
+the queries (two batches). ``mlcourse-apart`` is mlcourse with ``embed_jointly = False``: the
+same computation as easyfsl's, so its ratio to easyfsl compares like with like, and its ratio
+to ``mlcourse`` is what the joint batch costs or saves.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timing import summary  # noqa: E402
 
+IMPLS = ("mlcourse", "mlcourse-apart", "easyfsl")
+PAIRS = [("mlcourse", "easyfsl"), ("mlcourse-apart", "easyfsl"), ("mlcourse", "mlcourse-apart")]
 SETTINGS = {"5-way 1-shot": (5, 1, 15), "60-way 5-shot": (60, 5, 15)}
 
 
@@ -52,8 +57,9 @@ def worker(setting: str, device_name: str, n_episodes: int, warmup: int, preset:
     def losses(impl):
         torch.manual_seed(0)
         backbone = Conv4()
-        if impl == "mlcourse":
+        if impl.startswith("mlcourse"):
             model = PrototypicalNetwork(backbone).to(device)
+            model.embed_jointly = impl == "mlcourse"
             return model, lambda ep: model.episode_loss(ep)[0]
         model = PrototypicalNetworks(backbone).to(device)
 
@@ -63,7 +69,7 @@ def worker(setting: str, device_name: str, n_episodes: int, warmup: int, preset:
         return model, loss
 
     steps = {}
-    for impl in ("mlcourse", "easyfsl"):
+    for impl in IMPLS:
         model, loss = losses(impl)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         model.train()
@@ -103,8 +109,8 @@ def main() -> None:
         ["cpu"] if args.device == "auto" else [args.device])
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}; median episodes/s of "
-          f"{args.repeats} processes (min-max), peak MiB, and the median (min-max) of mlcourse's speed over "
-          "easyfsl's, paired within each process")
+          f"{args.repeats} processes (min-max), peak MiB, and the median (min-max) of the speed ratios, paired "
+          "within each process")
     for device in devices:
         for setting in args.settings:
             base = args.episodes or (30 if device == "cpu" else 200)
@@ -119,7 +125,7 @@ def main() -> None:
                 runs.append(result["rates"])
                 memory = {k: max(v, memory.get(k, 0.0)) for k, v in result["memory"].items()}
             print(f"{device} {setting}, {n} timed episodes each:")
-            print("\n".join(summary(runs, memory, "mlcourse", "episodes/s")), flush=True)
+            print("\n".join(summary(runs, memory, PAIRS, "episodes/s")), flush=True)
 
 if __name__ == "__main__":
     main()

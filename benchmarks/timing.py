@@ -92,17 +92,18 @@ def round_robin(steps: Mapping[str, Callable[[int], None]], n_steps: int, warmup
     return {name: n_steps / s for name, s in seconds.items()}
 
 
-def summary(runs: Sequence[Mapping[str, float]], memory: Mapping[str, float], ours: str, unit: str) -> list[str]:
+def summary(runs: Sequence[Mapping[str, float]], memory: Mapping[str, float],
+            pairs: Sequence[tuple[str, str]], unit: str) -> list[str]:
     """Lines of the report: per implementation the median rate (min-max over processes) and peak
-    memory; per reference the median (min-max) of the paired per-process ratio ours / reference."""
+    memory; per pair ``(a, b)`` the median (min-max) of the paired per-process ratio of a's speed
+    over b's, and the ratio of their memory peaks."""
     lines = []
     for name in runs[0]:
         rates = [r[name] for r in runs]
-        line = (f"  {name:<9} {statistics.median(rates):8.3f} {unit} ({min(rates):.3f}-{max(rates):.3f}) "
-                f"{memory[name]:8.1f} MiB")
-        if name != ours:
-            ratios = [r[ours] / r[name] for r in runs]
-            line += (f"   {ours} x{statistics.median(ratios):.2f} speed ({min(ratios):.2f}-{max(ratios):.2f}), "
-                     f"x{memory[ours] / max(memory[name], 1e-9):.2f} memory")
-        lines.append(line)
+        lines.append(f"  {name:<14} {statistics.median(rates):8.3f} {unit} ({min(rates):.3f}-{max(rates):.3f}) "
+                     f"{memory[name]:8.1f} MiB")
+    for a, b in pairs:
+        ratios = [r[a] / r[b] for r in runs]
+        lines.append(f"  {a} over {b}: x{statistics.median(ratios):.2f} speed ({min(ratios):.2f}-{max(ratios):.2f}), "
+                     f"x{memory[a] / max(memory[b], 1e-9):.2f} memory")
     return lines

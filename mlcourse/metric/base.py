@@ -24,7 +24,17 @@ class FewShotClassifier(nn.Module):
 
     Args:
         backbone: Maps images ``(B, C, H, W)`` to embeddings ``(B, ...)``.
+
+    In training mode a backbone with BatchNorm normalises with the statistics of the batch it
+    sees. By default support and query images are embedded as one batch
+    (``embed_jointly``, as in the prototypical networks' reference code), so the statistics
+    cover both; set ``embed_jointly = False`` on a model to embed the support set and the
+    queries as two batches (easyfsl's convention). In eval mode, and for backbones without
+    batch statistics, the two give the same scores.
     """
+
+    #: Embed support and queries in one batch (``True``) or as two (``False``); see above.
+    embed_jointly: bool = True
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
@@ -42,8 +52,15 @@ class FewShotClassifier(nn.Module):
     def forward(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
         """Scores ``(Q, n_way)`` of queries ``(Q, C, H, W)`` given the support set ``(S, C, H, W)``, ``(S,)``."""
         n_way = int(support_y.max()) + 1
+        support_z, query_z = self.embed_episode(support_x, query_x)
+        return self.scores(support_z, support_y, query_z, n_way)
+
+    def embed_episode(self, support_x: torch.Tensor, query_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(support embeddings, query embeddings)``, in one batch or two (``embed_jointly``)."""
+        if not self.embed_jointly:
+            return self.embed(support_x), self.embed(query_x)
         z = self.embed(torch.cat([support_x, query_x]))  # one pass keeps BatchNorm statistics joint
-        return self.scores(z[: len(support_x)], support_y, z[len(support_x):], n_way)
+        return z[: len(support_x)], z[len(support_x):]
 
     def loss(self, scores: torch.Tensor, query_y: torch.Tensor) -> torch.Tensor:
         """Training loss from the scores ``(Q, n_way)`` and labels ``(Q,)``; cross-entropy by default."""

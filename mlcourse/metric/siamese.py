@@ -50,9 +50,8 @@ class SiameseNetwork(FewShotClassifier):
 
     def episode_loss(self, episode):
         """Binary cross-entropy over every (query, support) pair of the episode, classes balanced."""
-        n_support = len(episode.support_x)
-        z = self.embed(torch.cat([episode.support_x, episode.query_x])).flatten(1)
-        pair = self.pair_logits(z[n_support:], z[:n_support])  # (Q, S)
+        support_z, query_z = self.embed_episode(episode.support_x, episode.query_x)
+        pair = self.pair_logits(query_z.flatten(1), support_z.flatten(1))  # (Q, S)
         same = (episode.query_y[:, None] == episode.support_y[None, :]).float()
         n_way = episode.n_way
         pos_weight = torch.tensor(float(n_way - 1), device=pair.device)  # weigh positives as all negatives

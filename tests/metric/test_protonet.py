@@ -59,3 +59,22 @@ def test_protonet_beats_pixel_baseline_on_fontglot(tiny_root, tiny_eval):
     # on the same episodes the paired difference settles it too
     d = paired_difference(proto, pixel)
     assert d.settled and d.mean > 0.05, d
+
+
+def test_embedding_support_and_queries_jointly_or_apart():
+    torch.manual_seed(0)
+    model = PrototypicalNetwork(Conv4(hidden=8))
+    sx, sy, qx = torch.randn(6, 1, 28, 28), torch.tensor([0, 1, 2] * 2), torch.randn(9, 1, 28, 28)
+    model.train()
+    joint = model(sx, sy, qx)
+    z = model.embed(torch.cat([sx, qx]))
+    torch.testing.assert_close(joint, prototype_logits(z[6:], prototypes(z[:6], sy, 3)))
+    model.embed_jointly = False  # two batches, each with its own BatchNorm statistics (easyfsl's way)
+    apart = model(sx, sy, qx)
+    torch.testing.assert_close(apart, prototype_logits(model.embed(qx), prototypes(model.embed(sx), sy, 3)))
+    assert not torch.allclose(apart, joint)
+    model.eval()  # with running statistics the two are the same
+    with torch.no_grad():
+        apart = model(sx, sy, qx)
+        model.embed_jointly = True
+        torch.testing.assert_close(model(sx, sy, qx), apart)
