@@ -31,7 +31,6 @@ import argparse
 import copy
 import json
 import os
-import subprocess
 import sys
 
 CONFIGS = [(order, mb, inner) for order in ("second", "first") for mb in (4, 32) for inner in (1, 5)]
@@ -39,7 +38,7 @@ IMPLS = ("mlcourse", "higher", "torchopt", "l2l-loop")
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import summary  # noqa: E402
+from timing import repeat_processes, summary  # noqa: E402
 
 
 def clone_module(module):
@@ -220,16 +219,9 @@ def main():
             n = args.steps or (8 if device == "cpu" else 30)
             if device == "cpu" and mb == 32:
                 n = max(2, n // 4)
-            runs, memory = [], {}
-            for _ in range(args.repeats):
-                out = subprocess.run([sys.executable, __file__, "--worker", order, str(mb), str(inner), device,
-                                      "--steps", str(n), "--impls", "mlcourse", *refs],
-                                     capture_output=True, text=True)
-                if out.returncode != 0:
-                    raise SystemExit(f"{order}/{mb}/{inner} on {device} failed:\n{out.stderr[-2000:]}")
-                result = json.loads(out.stdout.strip().splitlines()[-1])
-                runs.append(result["rates"])
-                memory = {k: max(v, memory.get(k, 0.0)) for k, v in result["memory"].items()}
+            runs, memory = repeat_processes(__file__, [order, str(mb), str(inner), device, "--steps", str(n),
+                                                       "--impls", "mlcourse", *refs], args.repeats,
+                                            f"{order}/{mb}/{inner} on {device}")
             print(f"{device} {order} order, meta-batch {mb}, {inner} inner step(s), {n} timed steps each:")
             print("\n".join(summary(runs, memory, [("mlcourse", r) for r in refs], "steps/s")), flush=True)
 

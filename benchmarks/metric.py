@@ -25,11 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import summary  # noqa: E402
+from timing import repeat_processes, summary  # noqa: E402
 
 IMPLS = ("mlcourse", "mlcourse-apart", "easyfsl")
 PAIRS = [("mlcourse", "easyfsl"), ("mlcourse-apart", "easyfsl"), ("mlcourse", "mlcourse-apart")]
@@ -115,17 +114,11 @@ def main() -> None:
         for setting in args.settings:
             base = args.episodes or (30 if device == "cpu" else 200)
             n = base if setting.startswith("5-") else max(3, base // 3)
-            runs, memory = [], {}
-            for _ in range(args.repeats):
-                out = subprocess.run([sys.executable, __file__, "--worker", setting, device,
-                                      "--episodes", str(n), "--preset", args.preset], capture_output=True, text=True)
-                if out.returncode != 0:
-                    raise SystemExit(f"{setting} on {device} failed:\n{out.stderr[-2000:]}")
-                result = json.loads(out.stdout.strip().splitlines()[-1])
-                runs.append(result["rates"])
-                memory = {k: max(v, memory.get(k, 0.0)) for k, v in result["memory"].items()}
+            runs, memory = repeat_processes(__file__, [setting, device, "--episodes", str(n), "--preset", args.preset],
+                                            args.repeats, f"{setting} on {device}")
             print(f"{device} {setting}, {n} timed episodes each:")
             print("\n".join(summary(runs, memory, PAIRS, "episodes/s")), flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,10 @@ backward (:class:`SavedBytes`).
 """
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -90,6 +93,23 @@ def round_robin(steps: Mapping[str, Callable[[int], None]], n_steps: int, warmup
             _sync(device)
             seconds[name] += time.perf_counter() - start
     return {name: n_steps / s for name, s in seconds.items()}
+
+
+def repeat_processes(script: str, worker_args: Sequence[str], repeats: int, what: str
+                     ) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """Run ``script --worker ...`` in ``repeats`` fresh processes; their rates, and the largest memory peaks.
+
+    The worker prints one JSON line ``{"rates": {name: rate}, "memory": {name: MiB}}`` last.
+    """
+    runs, memory = [], {}
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, script, "--worker", *worker_args], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"{what} failed:\n{out.stderr[-2000:]}")
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        runs.append(result["rates"])
+        memory = {k: max(v, memory.get(k, 0.0)) for k, v in result["memory"].items()}
+    return runs, memory
 
 
 def summary(runs: Sequence[Mapping[str, float]], memory: Mapping[str, float],
