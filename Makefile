@@ -93,6 +93,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt easyfsl==1.5.0 higher==0.2.1 torchopt==0.7.3
 	$(BIN)/python benchmarks/metric.py
 	$(BIN)/python benchmarks/maml.py
+	$(BIN)/python benchmarks/allocator.py
 	$(BIN)/python benchmarks/flops.py
 	$(BIN)/python benchmarks/distributed.py --procs 1 2
 

@@ -12,6 +12,7 @@ backward (:class:`SavedBytes`).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -95,15 +96,17 @@ def round_robin(steps: Mapping[str, Callable[[int], None]], n_steps: int, warmup
     return {name: n_steps / s for name, s in seconds.items()}
 
 
-def repeat_processes(script: str, worker_args: Sequence[str], repeats: int, what: str
-                     ) -> tuple[list[dict[str, float]], dict[str, float]]:
+def repeat_processes(script: str, worker_args: Sequence[str], repeats: int, what: str,
+                     env: Mapping[str, str] | None = None) -> tuple[list[dict[str, float]], dict[str, float]]:
     """Run ``script --worker ...`` in ``repeats`` fresh processes; their rates, and the largest memory peaks.
 
     The worker prints one JSON line ``{"rates": {name: rate}, "memory": {name: MiB}}`` last.
+    ``env``: variables set in the workers' environment.
     """
     runs, memory = [], {}
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, script, "--worker", *worker_args], capture_output=True, text=True)
+        out = subprocess.run([sys.executable, script, "--worker", *worker_args], capture_output=True, text=True,
+                             env={**os.environ, **(env or {})})
         if out.returncode != 0:
             raise SystemExit(f"{what} failed:\n{out.stderr[-2000:]}")
         result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -15,12 +15,18 @@ The package follows the course's map:
 The names that need PyTorch (``Episode``, ``EpisodeSampler``, ``get_device``,
 ``seed_everything``) are imported on first use, so that tools which never touch a tensor
 (the grader, the command line) start without loading PyTorch.
+
+Importing the package makes glibc keep the CPU memory PyTorch frees for reuse
+(``mlcourse.memory``; ``MLCOURSE_KEEP_FREED_MEMORY=0`` leaves it alone).
 """
 from __future__ import annotations
 
 import importlib
 
 from .config import is_quick, quick
+from .memory import _apply_on_import
+
+_apply_on_import()
 
 __version__ = "0.2.0"
 __all__ = ["Episode", "EpisodeSampler", "get_device", "seed_everything", "is_quick", "quick", "__version__"]

@@ -14,12 +14,17 @@ __all__ = ["conv_block", "Conv4", "FrozenEncoder", "MLP"]
 
 def conv_block(in_channels: int, out_channels: int, pool: bool = True,
                track_running_stats: bool = True) -> nn.Sequential:
-    """3x3 conv (padding 1) -> BatchNorm -> ReLU -> optional 2x2 max-pool."""
+    """3x3 conv (padding 1) -> BatchNorm -> ReLU -> optional 2x2 max-pool.
+
+    With pooling, the ReLU is applied after the max-pool: ``relu(max(a, b)) = max(relu(a),
+    relu(b))`` (ReLU never changes the order of two numbers), so the block computes the same
+    function and the same gradients, with the ReLU and its backward on a quarter of the values.
+    """
     layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1),
-                               nn.BatchNorm2d(out_channels, track_running_stats=track_running_stats),
-                               nn.ReLU(inplace=True)]
+                               nn.BatchNorm2d(out_channels, track_running_stats=track_running_stats)]
     if pool:
         layers.append(nn.MaxPool2d(2))
+    layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
 

@@ -1,0 +1,59 @@
+"""How the process's C allocator treats the memory PyTorch frees on CPU.
+
+PyTorch allocates every CPU tensor with the C library's ``malloc`` and frees it as soon as it
+is no longer used; a training step allocates and frees the same large activations and
+gradients (megabytes each) again and again. With glibc's defaults, a freed block at the top of
+the heap is given back to the operating system once more than a few tens of MiB are free
+there, and blocks over the (adaptive) mmap threshold are mapped and unmapped on every
+allocation. The next step then touches fresh pages: one page fault per 4 KiB, each zeroed by
+the kernel, which on the course's CPU benchmarks took a quarter to a half of a MAML meta-step
+(``benchmarks/allocator.py`` measures it).
+
+:func:`keep_freed_memory` tells glibc to keep what it frees for reuse: blocks up to 32 MiB
+come from the heap, and the heap is trimmed only when 1 GiB at its top is free. The process's
+resident memory then stays near its peak instead of falling back between steps. It is applied
+when ``mlcourse`` is imported, unless the environment variable ``MLCOURSE_KEEP_FREED_MEMORY``
+is ``0``; it does nothing where the C library is not glibc (macOS, musl, Windows).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+__all__ = ["keep_freed_memory", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
+
+MMAP_THRESHOLD = 32 * 2**20
+"""Blocks this large or larger are mapped on their own (glibc's largest allowed value)."""
+
+TRIM_THRESHOLD = 2**30
+"""Free memory at the top of the heap beyond this is given back to the operating system."""
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
+_applied: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed blocks for reuse (see the module's text); ``True`` if it was applied.
+
+    Idempotent. Returns ``False``, changing nothing, where the C library is not glibc.
+    """
+    global _applied
+    if _applied is None:
+        _applied = False
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(None)  # the C library the interpreter runs on
+                libc.gnu_get_libc_version  # glibc only
+                mallopt = libc.mallopt
+            except (OSError, AttributeError):
+                return False
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+            _applied = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+                mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _applied
+
+
+def _apply_on_import() -> None:
+    if os.environ.get("MLCOURSE_KEEP_FREED_MEMORY", "1").strip() != "0":
+        keep_freed_memory()
