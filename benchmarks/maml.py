@@ -192,7 +192,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cpu, plus cuda when present)")
     parser.add_argument("--steps", type=int, default=0, help="timed meta-steps per process (default: 8 CPU / 30 "
-                                                              "CUDA; a quarter of that at meta-batch 32 on CPU)")
+                                                              "CUDA; a quarter of that at meta-batch 32 on CPU), rounded up "
+                                                              "to a multiple of the implementations")
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per setting (each times all)")
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
     parser.add_argument("--configs", nargs="+", help="only these, as order/meta-batch/inner, e.g. second/4/1")
@@ -219,6 +220,7 @@ def main():
             n = args.steps or (8 if device == "cpu" else 30)
             if device == "cpu" and mb == 32:
                 n = max(2, n // 4)
+            n = -(-n // len(args.impls)) * len(args.impls)  # every implementation in every position equally often
             runs, memory = repeat_processes(__file__, [order, str(mb), str(inner), device, "--steps", str(n),
                                                        "--impls", "mlcourse", *refs], args.repeats,
                                             f"{order}/{mb}/{inner} on {device}")

@@ -89,7 +89,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cpu, plus cuda when present)")
     parser.add_argument("--preset", default="full", choices=["full", "tiny"])
     parser.add_argument("--episodes", type=int, default=0, help="timed episodes each (default: 30 CPU / 200 "
-                                                                 "CUDA, a third of that at 60 ways)")
+                                                                 "CUDA, a third of that at 60 ways), rounded "
+                                                                 "up to a multiple of the implementations")
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per setting (each times both)")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--worker", nargs=2, metavar=("SETTING", "DEVICE"), help=argparse.SUPPRESS)
@@ -114,6 +115,7 @@ def main() -> None:
         for setting in args.settings:
             base = args.episodes or (30 if device == "cpu" else 200)
             n = base if setting.startswith("5-") else max(3, base // 3)
+            n = -(-n // len(IMPLS)) * len(IMPLS)  # every implementation in every position equally often
             runs, memory = repeat_processes(__file__, [setting, device, "--episodes", str(n), "--preset", args.preset],
                                             args.repeats, f"{setting} on {device}")
             print(f"{device} {setting}, {n} timed episodes each:")

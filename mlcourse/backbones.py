@@ -18,7 +18,8 @@ def conv_block(in_channels: int, out_channels: int, pool: bool = True,
 
     With pooling, the ReLU is applied after the max-pool: ``relu(max(a, b)) = max(relu(a),
     relu(b))`` (ReLU never changes the order of two numbers), so the block computes the same
-    function and the same gradients, with the ReLU and its backward on a quarter of the values.
+    function and the same gradients, bit for bit, with the ReLU and its backward on a quarter of
+    the values; second-order terms (exact MAML) agree to rounding.
     """
     layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1),
                                nn.BatchNorm2d(out_channels, track_running_stats=track_running_stats)]

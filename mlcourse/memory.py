@@ -2,10 +2,10 @@
 
 PyTorch allocates every CPU tensor with the C library's ``malloc`` and frees it as soon as it
 is no longer used; a training step allocates and frees the same large activations and
-gradients (megabytes each) again and again. With glibc's defaults, a freed block at the top of
-the heap is given back to the operating system once more than a few tens of MiB are free
-there, and blocks over the (adaptive) mmap threshold are mapped and unmapped on every
-allocation. The next step then touches fresh pages: one page fault per 4 KiB, each zeroed by
+gradients (megabytes each) again and again. With glibc's defaults, blocks over the mmap
+threshold (128 KiB at first, adapting up to 32 MiB) are mapped and unmapped on every
+allocation, and free memory at the top of the heap beyond the trim threshold (twice the mmap
+threshold) is given back to the operating system. The next step then touches fresh pages: one page fault per 4 KiB, each zeroed by
 the kernel, which on the course's CPU benchmarks took a quarter to a half of a MAML meta-step
 (``benchmarks/allocator.py`` measures it).
 
@@ -16,7 +16,9 @@ between steps, and its peak can be higher than without it: 2.5-3.1 GB instead of
 training ProtoNet at 60 ways 5 shots, whose steps were 1.3-1.8 times as fast (without it each
 step faulted in 1.3 GB of fresh pages). It is applied when
 ``mlcourse`` is imported, unless the environment variable ``MLCOURSE_KEEP_FREED_MEMORY`` is
-``0``; it does nothing where the C library is not glibc (macOS, musl, Windows).
+``0`` (or ``false``, ``no``, ``off``); it does nothing where the C library is not glibc (macOS,
+musl, Windows), nor where another allocator is preloaded in its place. Grading kernels run with
+it off (:mod:`mlcourse.grading.sandbox`), so that their memory limit means what it did.
 """
 from __future__ import annotations
 
@@ -50,10 +52,11 @@ def keep_freed_memory() -> bool:
                 return False
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
             # no block mapped on its own (glibc still maps one when the heap cannot grow)
-            _applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+            results = [mallopt(_M_MMAP_MAX, 0), mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)]
+            _applied = all(results)
     return _applied
 
 
 def _apply_on_import() -> None:
-    if os.environ.get("MLCOURSE_KEEP_FREED_MEMORY", "1").strip() != "0":
+    if os.environ.get("MLCOURSE_KEEP_FREED_MEMORY", "1").strip().lower() not in ("0", "false", "no", "off"):
         keep_freed_memory()

@@ -224,7 +224,10 @@ def _environment(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ENV_KEEP or k.startswith(ENV_PREFIXES)}
     env.update(HOME=str(workdir), TMPDIR=str(workdir / "tmp"), IPYTHONDIR=str(workdir / ".ipython"),
                MPLCONFIGDIR=str(workdir / ".matplotlib"), MLCOURSE_DATA=str(workdir / "data"),
-               PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1")
+               PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1",
+               # glibc's defaults: the memory limit measures a notebook as the allocator usually runs it
+               # (kept freed memory raises the peak, see mlcourse.memory), in cold and forked kernels alike
+               MLCOURSE_KEEP_FREED_MEMORY="0")
     return env
 
 

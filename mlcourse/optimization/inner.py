@@ -87,11 +87,21 @@ def update(params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor 
 
     Used by :func:`inner_step` (autograd) and by MAML's vectorised path (``torch.func.grad``).
     A parameter without a gradient (``None``: it does not touch the loss) is kept as it is;
-    with ``first_order`` the gradient is a constant (detached).
+    with ``first_order`` the gradient is a constant (detached). Each parameter's step is one
+    operation (``torch.add`` with ``alpha=-inner_lr``, or ``torch.addcmul`` for a tensor rate), so
+    autograd records one node per parameter and step instead of two.
     """
-    return {name: p if grads[name] is None
-            else p - _rate(inner_lr, name) * (grads[name].detach() if first_order else grads[name])
-            for name, p in params.items()}
+    new = {}
+    for name, p in params.items():
+        g = grads[name]
+        if g is None:
+            new[name] = p
+            continue
+        if first_order:
+            g = g.detach()
+        lr = _rate(inner_lr, name)
+        new[name] = torch.addcmul(p, lr, g, value=-1) if isinstance(lr, torch.Tensor) else torch.add(p, g, alpha=-lr)
+    return new
 
 
 def inner_step(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, *, inner_lr: LearningRate,
