@@ -35,7 +35,7 @@ PAIRS = [("mlcourse", "easyfsl"), ("mlcourse-apart", "easyfsl"), ("mlcourse", "m
 SETTINGS = {"5-way 1-shot": (5, 1, 15), "60-way 5-shot": (60, 5, 15)}
 
 
-def worker(setting: str, device_name: str, n_episodes: int, warmup: int, preset: str) -> dict:
+def worker(setting: str, device_name: str, n_episodes: int, warmup: int, preset: str, settle: int) -> dict:
     """One process: both implementations on the same episodes, timed in turns (see timing.py)."""
     import torch
     import torch.nn.functional as F
@@ -79,9 +79,10 @@ def worker(setting: str, device_name: str, n_episodes: int, warmup: int, preset:
             value.backward()
             optimizer.step()
         steps[impl] = step
-    rates = round_robin(steps, n_episodes, warmup, device)
+    info: dict = {}
+    rates = round_robin(steps, n_episodes, warmup, device, settle=settle, info=info)
     memory = {impl: peak_mib(lambda: step(len(episodes) - 1), device) for impl, step in steps.items()}
-    return {"rates": rates, "memory": memory}
+    return {"rates": rates, "memory": memory, **info}
 
 
 def main() -> None:
@@ -92,12 +93,15 @@ def main() -> None:
                                                                  "CUDA, a third of that at 60 ways), rounded "
                                                                  "up to a multiple of the implementations")
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per setting (each times both)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed episodes each before the timed ones")
+    parser.add_argument("--settle", type=int, default=12, help="then up to this many untimed rounds more, until "
+                                                               "a round in which the heap did not grow (0: none)")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--worker", nargs=2, metavar=("SETTING", "DEVICE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         setting, device = args.worker
-        print(json.dumps(worker(setting, device, args.episodes, 3, args.preset)))
+        print(json.dumps(worker(setting, device, args.episodes, args.warmup, args.preset, args.settle)))
         return
     import torch
 
@@ -116,10 +120,17 @@ def main() -> None:
             base = args.episodes or (30 if device == "cpu" else 200)
             n = base if setting.startswith("5-") else max(3, base // 3)
             n = -(-n // len(IMPLS)) * len(IMPLS)  # every implementation in every position equally often
-            runs, memory = repeat_processes(__file__, [setting, device, "--episodes", str(n), "--preset", args.preset],
-                                            args.repeats, f"{setting} on {device}")
-            print(f"{device} {setting}, {n} timed episodes each:")
-            print("\n".join(summary(runs, memory, PAIRS, "episodes/s")), flush=True)
+            details: list = []
+            runs, memory = repeat_processes(__file__, [setting, device, "--episodes", str(n), "--preset", args.preset,
+                                                       "--warmup", str(args.warmup), "--settle", str(args.settle)],
+                                            args.repeats, f"{setting} on {device}", details=details)
+            settled = [d["settle_rounds"] for d in details]
+            print(f"{device} {setting}, {n} timed episodes each, after {args.warmup} warm-up episodes and "
+                  f"{min(settled)}-{max(settled)} rounds more until the heap stopped growing:")
+            print("\n".join(summary(runs, memory, PAIRS, "episodes/s")))
+            faults = {impl: max(d["faults"][impl] for d in details) for impl in IMPLS}
+            print("  fresh pages faulted per timed episode (most of any process): "
+                  + ", ".join(f"{impl} {f:.0f}" for impl, f in faults.items()), flush=True)
 
 
 if __name__ == "__main__":

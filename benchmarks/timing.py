@@ -73,35 +73,70 @@ def peak_mib(step: Callable[[], None], device: torch.device) -> float:
     return held.peak / 2**20
 
 
+def _minor_faults() -> int:
+    """Fresh pages this process has faulted in so far (0 where ``resource`` is missing)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+SETTLED_FAULTS = 2500
+"""A warm-up round counts as settled when no step in it faulted more fresh pages than this (10 MiB)."""
+
+
 def round_robin(steps: Mapping[str, Callable[[int], None]], n_steps: int, warmup: int,
-                device: torch.device) -> dict[str, float]:
+                device: torch.device, settle: int = 0, info: dict | None = None) -> dict[str, float]:
     """Steps per second of each implementation, timed in turns.
 
     ``steps[name](i)`` runs implementation ``name``'s ``i``-th step (``0 <= i < warmup + n_steps``);
-    steps ``0..warmup-1`` are not timed.
+    steps ``0..warmup-1`` are not timed. ``settle``: up to that many more untimed rounds (on the
+    warm-up steps again), ending at the first in which no step faulted in more than
+    :data:`SETTLED_FAULTS` fresh pages: until the C allocator's heap has grown to what the steps
+    need, the implementation with the largest blocks pays for the growth, whichever it is. ``info``,
+    when given, receives ``settle_rounds`` and the mean fresh pages per timed step (``faults``).
     """
     names = list(steps)
     for i in range(warmup):
         for name in names:
             steps[name](i)
+    rounds = 0
+    while rounds < settle:
+        rounds += 1
+        worst = 0
+        for name in names:
+            before = _minor_faults()
+            steps[name](rounds % max(warmup, 1))
+            worst = max(worst, _minor_faults() - before)
+        if worst <= SETTLED_FAULTS:
+            break
     _sync(device)
     seconds = dict.fromkeys(names, 0.0)
+    faults = dict.fromkeys(names, 0)
     for i in range(n_steps):
         for j in range(len(names)):
             name = names[(i + j) % len(names)]
+            before = _minor_faults()
             start = time.perf_counter()
             steps[name](warmup + i)
             _sync(device)
             seconds[name] += time.perf_counter() - start
+            faults[name] += _minor_faults() - before
+    if info is not None:
+        info["settle_rounds"] = rounds
+        info["faults"] = {name: f / n_steps for name, f in faults.items()}
     return {name: n_steps / s for name, s in seconds.items()}
 
 
 def repeat_processes(script: str, worker_args: Sequence[str], repeats: int, what: str,
-                     env: Mapping[str, str] | None = None) -> tuple[list[dict[str, float]], dict[str, float]]:
+                     env: Mapping[str, str] | None = None,
+                     details: list | None = None) -> tuple[list[dict[str, float]], dict[str, float]]:
     """Run ``script --worker ...`` in ``repeats`` fresh processes; their rates, and the largest memory peaks.
 
     The worker prints one JSON line ``{"rates": {name: rate}, "memory": {name: MiB}}`` last.
-    ``env``: variables set in the workers' environment.
+    ``env``: variables set in the workers' environment. ``details``, when given, receives each
+    worker's whole JSON result.
     """
     runs, memory = [], {}
     for _ in range(repeats):
@@ -111,6 +146,8 @@ def repeat_processes(script: str, worker_args: Sequence[str], repeats: int, what
             raise SystemExit(f"{what} failed:\n{out.stderr[-2000:]}")
         result = json.loads(out.stdout.strip().splitlines()[-1])
         runs.append(result["rates"])
+        if details is not None:
+            details.append(result)
         memory = {k: max(v, memory.get(k, 0.0)) for k, v in result["memory"].items()}
     return runs, memory
 

@@ -9,7 +9,54 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["conv_block", "Conv4", "FrozenEncoder", "MLP"]
+__all__ = ["conv_block", "Conv4", "FrozenEncoder", "MLP", "MaxPool2x2"]
+
+
+class _MaxPool2x2(torch.autograd.Function):
+    """2x2 max-pool (stride 2) that keeps only the argmax indices for backward.
+
+    ``nn.MaxPool2d`` also keeps its whole input alive for backward, only to read its shape;
+    here the input can be freed once pooled. Backward scatters the gradient to the argmax
+    positions with ``max_unpool2d``, exactly what the built-in backward writes (the windows do
+    not overlap), and is itself differentiable (exact MAML's second order).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y, indices = torch.ops.aten.max_pool2d_with_indices(x, [2, 2], [2, 2])
+        ctx.save_for_backward(indices)
+        ctx.input_size = x.shape[-2:]
+        # the memory format the built-in backward gives its gradient (its input's)
+        ctx.memory_format = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+                             and not x.is_contiguous() else torch.contiguous_format)
+        ctx.mark_non_differentiable(indices)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (indices,) = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=ctx.memory_format)
+        out = torch.nn.functional.max_unpool2d(grad, indices, 2, output_size=ctx.input_size)
+        return out.contiguous(memory_format=ctx.memory_format)
+
+
+class MaxPool2x2(nn.MaxPool2d):
+    """``nn.MaxPool2d(2)`` with the same values and gradients, holding less memory for backward.
+
+    When gradients are recorded, only the int64 argmax indices are kept (the built-in keeps its
+    input too): for Conv4 on a batch of 1,200 28x28 images that is 240 MB less per step held by
+    the first block alone. Without gradients, and under ``torch.func`` transforms (MAML's
+    vectorised path), it is the built-in pool.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (torch.is_grad_enabled() and x.requires_grad and x.dim() == 4
+                and not torch._C._functorch.is_functorch_wrapped_tensor(x)):
+            return _MaxPool2x2.apply(x)
+        return super().forward(x)
 
 
 def conv_block(in_channels: int, out_channels: int, pool: bool = True,
@@ -19,12 +66,13 @@ def conv_block(in_channels: int, out_channels: int, pool: bool = True,
     With pooling, the ReLU is applied after the max-pool: ``relu(max(a, b)) = max(relu(a),
     relu(b))`` (ReLU never changes the order of two numbers), so the block computes the same
     function and the same gradients, bit for bit, with the ReLU and its backward on a quarter of
-    the values; second-order terms (exact MAML) agree to rounding.
+    the values; second-order terms (exact MAML) agree to rounding. The pool is
+    :class:`MaxPool2x2`, which holds less memory for backward.
     """
     layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1),
                                nn.BatchNorm2d(out_channels, track_running_stats=track_running_stats)]
     if pool:
-        layers.append(nn.MaxPool2d(2))
+        layers.append(MaxPool2x2())
     layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 

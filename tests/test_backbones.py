@@ -1,4 +1,5 @@
-"""Conv4's blocks pool before their ReLU: the same function and gradients as the textbook order."""
+"""Conv4's blocks pool before their ReLU, with a pool that holds less for backward: the same
+function and gradients as the textbook order with PyTorch's own max-pool."""
 from __future__ import annotations
 
 import copy
@@ -7,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from mlcourse.backbones import Conv4, conv_block
+from mlcourse.backbones import Conv4, MaxPool2x2, conv_block
 
 
 def _textbook(net: Conv4) -> nn.Sequential:
-    """The same modules in the order conv -> BatchNorm -> ReLU -> max-pool."""
+    """The same layers in the order conv -> BatchNorm -> ReLU -> max-pool, with ``nn.MaxPool2d``."""
     blocks = []
     for conv, bn, pool, relu in net.encoder:
-        assert isinstance(pool, nn.MaxPool2d) and isinstance(relu, nn.ReLU)
-        blocks.append(nn.Sequential(conv, bn, relu, pool))
+        assert isinstance(pool, MaxPool2x2) and isinstance(relu, nn.ReLU)
+        blocks.append(nn.Sequential(conv, bn, relu, nn.MaxPool2d(2)))
     return nn.Sequential(*blocks, nn.Flatten())
 
 
@@ -55,4 +56,52 @@ def test_conv4_equals_relu_before_pool_in_values_and_gradients(channels_last):
 
 def test_a_block_without_pooling_keeps_its_relu_last():
     assert [type(m) for m in conv_block(1, 8, pool=False)] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
-    assert [type(m) for m in conv_block(1, 8)] == [nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU]
+    assert [type(m) for m in conv_block(1, 8)] == [nn.Conv2d, nn.BatchNorm2d, MaxPool2x2, nn.ReLU]
+
+
+def _pooled(pool: nn.Module, x: torch.Tensor, g: torch.Tensor):
+    """Output, input gradient and a second-order term of ``sum(g * pool(x)^2)``, and the bytes
+    autograd saved for backward while doing so."""
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+    x = x.detach().requires_grad_()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = pool(x)
+        (dx,) = torch.autograd.grad((g * y.pow(2)).sum(), x, create_graph=True)
+    (ddx,) = torch.autograd.grad(dx.pow(2).sum(), x)
+    return y, dx, ddx, sum(saved)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_maxpool2x2_equals_the_builtin_and_saves_less(channels_last, dtype):
+    torch.manual_seed(0)
+    x = torch.randn(6, 8, 10, 7, dtype=dtype)  # an odd width: the last column is dropped
+    x[:, :, :4] = 0.5  # ties inside windows: both pick the first
+    g = torch.randn(6, 8, 5, 3, dtype=dtype)
+    if channels_last:
+        x, g = x.contiguous(memory_format=torch.channels_last), g.contiguous(memory_format=torch.channels_last)
+    ours, builtin = _pooled(MaxPool2x2(), x, g), _pooled(nn.MaxPool2d(2), x, g)
+    for a, b in zip(ours[:3], builtin[:3]):
+        assert torch.equal(a, b)
+    # the input gradient in the input's memory format, as the next layer's backward expects
+    assert ours[1].is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert ours[3] < builtin[3] - x.numel() * x.element_size() // 2  # the input is not kept
+
+
+def test_maxpool2x2_passes_gradient_checks_and_falls_back_where_it_should():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+    pool = MaxPool2x2()
+    assert torch.autograd.gradcheck(pool, (x,))
+    assert torch.autograd.gradgradcheck(pool, (x,))
+    with torch.no_grad():
+        assert torch.equal(pool(x), nn.functional.max_pool2d(x, 2))
+    assert pool(x).grad_fn.name() != "MaxPool2DWithIndicesBackward0"  # recorded: our function
+    # under torch.func (MAML's vectorised path) it is the built-in pool, with its vmap rules
+    grads = torch.func.vmap(torch.func.grad(lambda v: pool(v).pow(2).sum()))(x.detach())
+    expected = torch.func.vmap(torch.func.grad(lambda v: nn.functional.max_pool2d(v, 2).pow(2).sum()))(x.detach())
+    assert torch.equal(grads, expected)
